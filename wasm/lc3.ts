@@ -1,0 +1,297 @@
+// Typed loader for wasm/lc3.wasm (liblc3 compiled by wasm/build.sh).
+//
+// One module instance per thread (loadLc3() caches it). Decoder and encoder states live inside the
+// wasm memory, owned by the caller and freed explicitly; a size-class free list reuses freed blocks
+// so thousands of open/close cycles do not grow the memory. The decode path allocates nothing per
+// frame: input and output go through one scratch region per instance (the instance is used by one
+// thread only, and calls never interleave).
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const FRAME_US = [7500, 10000] as const;
+export const SAMPLE_RATES = [8000, 16000, 24000, 32000, 48000] as const;
+export const MIN_FRAME_BYTES = 20;
+export const MAX_FRAME_BYTES = 400;
+/** Largest frame in samples (10 ms at 48 kHz). */
+export const MAX_FRAME_SAMPLES = 480;
+
+export type FrameUs = (typeof FRAME_US)[number];
+export type SampleRate = (typeof SAMPLE_RATES)[number];
+
+export interface Lc3Params {
+  frameUs: number;
+  sampleRate: number;
+}
+
+interface Lc3Exports {
+  memory: WebAssembly.Memory;
+  __heap_base: WebAssembly.Global;
+  lc3_frame_samples(dtUs: number, srHz: number): number;
+  lc3_delay_samples(dtUs: number, srHz: number): number;
+  lc3_decoder_size(dtUs: number, srHz: number): number;
+  lc3_setup_decoder(dtUs: number, srHz: number, srPcmHz: number, mem: number): number;
+  lc3_decode(dec: number, input: number, nbytes: number, fmt: number, pcm: number, stride: number): number;
+  lc3_encoder_size(dtUs: number, srHz: number): number;
+  lc3_setup_encoder(dtUs: number, srHz: number, srPcmHz: number, mem: number): number;
+  lc3_encode(enc: number, fmt: number, pcm: number, stride: number, nbytes: number, out: number): number;
+}
+
+const PCM_S16 = 0;
+const ALIGN = 16;
+const PAGE = 65536;
+
+export class Lc3Error extends Error {}
+
+/** Throws Lc3Error unless (frameUs, sampleRate) is a supported LC3 configuration. */
+export function checkParams(p: Lc3Params): void {
+  if (!(FRAME_US as readonly number[]).includes(p.frameUs)) {
+    throw new Lc3Error(`unsupported LC3 frame duration ${p.frameUs} µs (supported: 7500, 10000)`);
+  }
+  if (!(SAMPLE_RATES as readonly number[]).includes(p.sampleRate)) {
+    throw new Lc3Error(`unsupported LC3 sample rate ${p.sampleRate} Hz (supported: ${SAMPLE_RATES.join(', ')})`);
+  }
+}
+
+export function checkFrameBytes(n: number): void {
+  if (!Number.isInteger(n) || n < MIN_FRAME_BYTES || n > MAX_FRAME_BYTES) {
+    throw new Lc3Error(`LC3 frame size ${n} bytes out of range ${MIN_FRAME_BYTES}..${MAX_FRAME_BYTES}`);
+  }
+}
+
+/** Where lc3.wasm lives: next to this file (source tree) or in wasm/ at the package root (dist/). */
+export function wasmPath(): string {
+  const env = process.env.LC3_WASM;
+  if (env) return env;
+  const candidates = [new URL('./lc3.wasm', import.meta.url), new URL('../../wasm/lc3.wasm', import.meta.url)];
+  for (const c of candidates) {
+    const p = fileURLToPath(c);
+    if (existsSync(p)) return p;
+  }
+  throw new Lc3Error('wasm/lc3.wasm is missing: run `npm run build:wasm` (wasm/build.sh)');
+}
+
+/**
+ * One instantiated liblc3 module with its own allocator. Use loadLc3() for the per-thread instance;
+ * construct directly only to isolate (tests, benchmarks).
+ */
+export class Lc3Module {
+  readonly exports: Lc3Exports;
+  private top: number;
+  private readonly free = new Map<number, number[]>();
+  private readonly sizes = new Map<number, number>();
+  /** Scratch: one frame in, one frame of PCM out. */
+  readonly scratchIn: number;
+  readonly scratchPcm: number;
+  private u8: Uint8Array;
+  private i16: Int16Array;
+  /** Live states (decoders + encoders) — for leak checks. */
+  live = 0;
+
+  constructor(bytes: Uint8Array = readFileSync(wasmPath())) {
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+    this.exports = instance.exports as unknown as Lc3Exports;
+    this.top = align(Number(this.exports.__heap_base.value));
+    this.scratchIn = this.alloc(MAX_FRAME_BYTES);
+    this.scratchPcm = this.alloc(MAX_FRAME_SAMPLES * 2);
+    this.u8 = new Uint8Array(this.exports.memory.buffer);
+    this.i16 = new Int16Array(this.exports.memory.buffer);
+  }
+
+  /** Bytes of wasm linear memory (grows only when no freed block fits). */
+  get memoryBytes(): number {
+    return this.exports.memory.buffer.byteLength;
+  }
+
+  /** Views over the memory; re-made only after memory.grow detached the old ones. */
+  heapU8(): Uint8Array {
+    if (this.u8.byteLength === 0) this.refreshViews();
+    return this.u8;
+  }
+
+  heapI16(): Int16Array {
+    if (this.i16.byteLength === 0) this.refreshViews();
+    return this.i16;
+  }
+
+  private refreshViews(): void {
+    this.u8 = new Uint8Array(this.exports.memory.buffer);
+    this.i16 = new Int16Array(this.exports.memory.buffer);
+  }
+
+  /** Size-class allocator: exact-size free lists (state sizes come from a handful of configs). */
+  alloc(size: number): number {
+    const n = align(size);
+    const list = this.free.get(n);
+    const reused = list?.pop();
+    if (reused !== undefined) return reused;
+    const ptr = this.top;
+    const end = ptr + n;
+    const have = this.exports.memory.buffer.byteLength;
+    if (end > have) this.exports.memory.grow(Math.ceil((end - have) / PAGE));
+    this.top = end;
+    this.sizes.set(ptr, n);
+    return ptr;
+  }
+
+  release(ptr: number): void {
+    const n = this.sizes.get(ptr);
+    if (n === undefined) throw new Lc3Error(`release of unknown block ${ptr}`);
+    let list = this.free.get(n);
+    if (!list) this.free.set(n, (list = []));
+    list.push(ptr);
+  }
+
+  frameSamples(p: Lc3Params): number {
+    checkParams(p);
+    return this.exports.lc3_frame_samples(p.frameUs, p.sampleRate);
+  }
+
+  delaySamples(p: Lc3Params): number {
+    checkParams(p);
+    return this.exports.lc3_delay_samples(p.frameUs, p.sampleRate);
+  }
+}
+
+let perThread: Lc3Module | undefined;
+
+/** The module instance of this thread (synchronous: wasm is small and compiled once). */
+export function loadLc3(): Lc3Module {
+  return (perThread ??= new Lc3Module());
+}
+
+function align(n: number): number {
+  return (n + ALIGN - 1) & ~(ALIGN - 1);
+}
+
+export interface DecodeStats {
+  frames: number;
+  /** Frames synthesised by packet-loss concealment (missing or corrupt input). */
+  plc: number;
+  /** Corrupt frames (a subset of plc). */
+  errors: number;
+}
+
+export class Lc3Decoder implements Lc3Params {
+  readonly frameUs: number;
+  readonly sampleRate: number;
+  readonly frameSamples: number;
+  readonly stats: DecodeStats = { frames: 0, plc: 0, errors: 0 };
+  private state: number;
+  private readonly mod: Lc3Module;
+  private pcmView: Int16Array;
+
+  constructor(p: Lc3Params, mod: Lc3Module = loadLc3()) {
+    checkParams(p);
+    this.frameUs = p.frameUs;
+    this.sampleRate = p.sampleRate;
+    this.mod = mod;
+    this.frameSamples = mod.frameSamples(p);
+    const mem = mod.alloc(mod.exports.lc3_decoder_size(p.frameUs, p.sampleRate));
+    this.state = mod.exports.lc3_setup_decoder(p.frameUs, p.sampleRate, p.sampleRate, mem);
+    /* c8 ignore next */
+    if (this.state === 0) throw new Lc3Error('lc3_setup_decoder failed');
+    mod.live++;
+    this.pcmView = this.makeView();
+  }
+
+  private makeView(): Int16Array {
+    return this.mod.heapI16().subarray(this.mod.scratchPcm >> 1, (this.mod.scratchPcm >> 1) + this.frameSamples);
+  }
+
+  get closed(): boolean {
+    return this.state === 0;
+  }
+
+  /**
+   * Decodes one frame (null = lost frame → concealment). Returns a view of this thread's scratch
+   * PCM, valid until the next decode on any decoder of the module: copy it if you keep it.
+   */
+  decode(frame: Uint8Array | null): Int16Array {
+    const mod = this.mod;
+    if (this.state === 0) throw new Lc3Error('decoder is closed');
+    const ex = mod.exports;
+    let rc: number;
+    if (frame === null || frame.length < MIN_FRAME_BYTES || frame.length > MAX_FRAME_BYTES) {
+      // Lost, or a size no LC3 frame can have: conceal (liblc3 would reject the call outright).
+      if (frame !== null) this.stats.errors++;
+      rc = ex.lc3_decode(this.state, 0, 0, PCM_S16, mod.scratchPcm, 1);
+    } else {
+      mod.heapU8().set(frame, mod.scratchIn);
+      rc = ex.lc3_decode(this.state, mod.scratchIn, frame.length, PCM_S16, mod.scratchPcm, 1);
+      if (rc === 1) this.stats.errors++;
+    }
+    /* c8 ignore next */
+    if (rc < 0) throw new Lc3Error('lc3_decode rejected its parameters');
+    this.stats.frames++;
+    if (rc === 1) this.stats.plc++;
+    if (this.pcmView.byteLength === 0) this.pcmView = this.makeView();
+    return this.pcmView;
+  }
+
+  /** Decodes into a caller-owned buffer at `offset` (samples). */
+  decodeInto(frame: Uint8Array | null, out: Int16Array, offset = 0): void {
+    out.set(this.decode(frame), offset);
+  }
+
+  close(): void {
+    if (this.state === 0) return;
+    this.mod.release(this.state);
+    this.mod.live--;
+    this.state = 0;
+  }
+}
+
+export class Lc3Encoder implements Lc3Params {
+  readonly frameUs: number;
+  readonly sampleRate: number;
+  readonly frameSamples: number;
+  readonly frameBytes: number;
+  private state: number;
+  private readonly mod: Lc3Module;
+
+  constructor(p: Lc3Params & { frameBytes: number }, mod: Lc3Module = loadLc3()) {
+    checkParams(p);
+    checkFrameBytes(p.frameBytes);
+    this.frameUs = p.frameUs;
+    this.sampleRate = p.sampleRate;
+    this.frameBytes = p.frameBytes;
+    this.mod = mod;
+    this.frameSamples = mod.frameSamples(p);
+    const mem = mod.alloc(mod.exports.lc3_encoder_size(p.frameUs, p.sampleRate));
+    this.state = mod.exports.lc3_setup_encoder(p.frameUs, p.sampleRate, p.sampleRate, mem);
+    /* c8 ignore next */
+    if (this.state === 0) throw new Lc3Error('lc3_setup_encoder failed');
+    mod.live++;
+  }
+
+  /** Frame size in bytes for a bitrate (bps) at this frame duration, as liblc3 computes it. */
+  static bytesForBitrate(frameUs: number, bitrate: number): number {
+    return Math.floor((bitrate * frameUs) / 8_000_000);
+  }
+
+  /**
+   * Encodes `frameSamples` samples of `pcm` starting at `offset` (zero-padded when short) into
+   * `out` (at least frameBytes long). Returns frameBytes.
+   */
+  encodeInto(pcm: Int16Array, out: Uint8Array, offset = 0): number {
+    const mod = this.mod;
+    if (this.state === 0) throw new Lc3Error('encoder is closed');
+    const n = Math.min(this.frameSamples, Math.max(0, pcm.length - offset));
+    const heap = mod.heapI16();
+    const base = mod.scratchPcm >> 1;
+    heap.set(pcm.subarray(offset, offset + n), base);
+    if (n < this.frameSamples) heap.fill(0, base + n, base + this.frameSamples);
+    const rc = mod.exports.lc3_encode(this.state, PCM_S16, mod.scratchPcm, 1, this.frameBytes, mod.scratchIn);
+    /* c8 ignore next */
+    if (rc !== 0) throw new Lc3Error('lc3_encode failed');
+    out.set(mod.heapU8().subarray(mod.scratchIn, mod.scratchIn + this.frameBytes));
+    return this.frameBytes;
+  }
+
+  close(): void {
+    if (this.state === 0) return;
+    this.mod.release(this.state);
+    this.mod.live--;
+    this.state = 0;
+  }
+}
