@@ -1,0 +1,108 @@
+// Prometheus metrics (prom-client), main thread. Shard-side figures are pulled from every shard at
+// scrape time and exported with a `shard` label; nothing is pushed per frame.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ShardStats } from '../shard/shard-core.js';
+
+export type ExtraCollector = (m: Metrics) => Promise<void> | void;
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly rejected: Counter<'reason'>;
+  readonly audioBytesReceived: Counter;
+  readonly socketsPaused: Gauge;
+  readonly ringBytesUsed: Gauge<'shard'>;
+  readonly sessionsActive: Gauge<'shard'>;
+  readonly tasksActive: Gauge<'shard'>;
+  readonly decodersActive: Gauge<'shard'>;
+  readonly slotsLeased: Gauge<'shard'>;
+  readonly shardHeap: Gauge<'shard'>;
+  readonly latencyP99: Gauge<'shard'>;
+  readonly framesDecoded: Counter<'shard'>;
+  readonly decodeErrors: Counter<'shard'>;
+  readonly plcFrames: Counter<'shard'>;
+  readonly leakedTasks: Counter<'shard'>;
+  readonly shardRestarts: Counter<'shard'>;
+  private readonly collectors: ExtraCollector[] = [];
+  private readonly lastTotals = new Map<string, number>();
+  private readonly collectShards: () => Promise<ShardStats[]>;
+  private readonly perShard: () => { shard: number; ringBytes: number; slots: number }[];
+
+  constructor(collectShards: () => Promise<ShardStats[]>, perShard: () => { shard: number; ringBytes: number; slots: number }[]) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r });
+    this.rejected = new Counter({ name: 'pusher_rejected_total', help: 'Rejected handshakes and sessions closed for bad input, by reason', labelNames: ['reason'], registers: [r] });
+    this.audioBytesReceived = new Counter({ name: 'pusher_audio_bytes_received_total', help: 'Audio payload bytes read from sockets', registers: [r] });
+    this.socketsPaused = new Gauge({ name: 'pusher_sockets_paused', help: 'Sockets paused by backpressure (ring or spool full)', registers: [r] });
+    const g = (name: string, help: string) => new Gauge({ name, help, labelNames: ['shard'] as const, registers: [r] });
+    this.ringBytesUsed = g('pusher_ring_bytes_used', 'Bytes in session rings not yet drained by the shard');
+    this.sessionsActive = g('pusher_sessions_active', 'Open sessions');
+    this.tasksActive = g('pusher_session_tasks_active', 'Live session tasks and timers');
+    this.decodersActive = g('pusher_decoders_active', 'Live LC3 decoder states');
+    this.slotsLeased = g('pusher_slots_leased', 'Ring slots leased to sessions');
+    this.shardHeap = g('pusher_shard_heap_bytes', 'V8 heap used by each shard thread');
+    this.latencyP99 = g('pusher_decode_latency_p99_seconds', 'p99 of arrival→decoded latency since start (power-of-two buckets)');
+    // Shard counters are cumulative in the shard; re-set on every scrape from its totals.
+    const c = (name: string, help: string) =>
+      new Counter({ name, help, labelNames: ['shard'] as const, registers: [r] });
+    this.framesDecoded = c('pusher_frames_decoded_total', 'LC3 frames decoded');
+    this.decodeErrors = c('pusher_decode_errors_total', 'Corrupt LC3 frames (concealed)');
+    this.plcFrames = c('pusher_plc_frames_total', 'Frames synthesised by packet-loss concealment');
+    this.leakedTasks = c('pusher_session_tasks_leaked_total', 'Session tasks that ignored abort past the close grace');
+    this.shardRestarts = c('pusher_shard_restarts_total', 'Shard workers restarted after a crash');
+    this.collectShards = collectShards;
+    this.perShard = perShard;
+  }
+
+  /** Pulls fresh figures from every shard, then renders the exposition text. */
+  async render(): Promise<string> {
+    await this.refresh(await this.collectShards(), this.perShard());
+    return this.registry.metrics();
+  }
+
+  addCollector(c: ExtraCollector): void {
+    this.collectors.push(c);
+  }
+
+  private async refresh(stats: ShardStats[], shards: { shard: number; ringBytes: number; slots: number }[]): Promise<void> {
+    for (const s of shards) {
+      const l = { shard: String(s.shard) };
+      this.ringBytesUsed.set(l, s.ringBytes);
+      this.slotsLeased.set(l, s.slots);
+    }
+    // Shards report running totals; a counter advances by the difference (a restarted shard
+    // starts again from zero, and then everything it reports is new).
+    const setCounter = (ctr: Counter<'shard'>, shard: string, v: number) => {
+      const key = `${(ctr as unknown as { name: string }).name}\0${shard}`;
+      const last = this.lastTotals.get(key) ?? 0;
+      const delta = v >= last ? v - last : v;
+      if (delta > 0) ctr.inc({ shard }, delta);
+      this.lastTotals.set(key, v);
+    };
+    for (const s of stats) {
+      const shard = String(s.shard);
+      this.sessionsActive.set({ shard }, s.sessions);
+      this.tasksActive.set({ shard }, s.tasks);
+      this.decodersActive.set({ shard }, s.decoders);
+      this.shardHeap.set({ shard }, s.heapUsed);
+      this.latencyP99.set({ shard }, p99(s.latency) / 1000);
+      setCounter(this.framesDecoded, shard, s.framesDecoded);
+      setCounter(this.decodeErrors, shard, s.decodeErrors);
+      setCounter(this.plcFrames, shard, s.plcFrames);
+      setCounter(this.leakedTasks, shard, s.leakedTasks);
+    }
+    for (const c of this.collectors) await c(this);
+  }
+}
+
+/** Upper bound (ms) of the bucket holding the 99th percentile; bucket i is [2^(i-1), 2^i) ms. */
+export function p99(buckets: number[]): number {
+  const total = buckets.reduce((a, b) => a + b, 0);
+  if (total === 0) return 0;
+  let acc = 0;
+  for (let i = 0; i < buckets.length; i++) {
+    acc += buckets[i]!;
+    if (acc >= total * 0.99) return 2 ** i;
+  }
+  /* c8 ignore next */
+  return 2 ** buckets.length;
+}

@@ -1,0 +1,255 @@
+// The HTTP + WebSocket front of the service (main thread): handshakes, sessions, shard events,
+// /metrics /healthz /readyz /debug/profile, idle sweeps and the SIGTERM drain.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Config } from '../config.js';
+import type { Endpoint, ShardEvent } from '../session/protocol.js';
+import { maxRecordPayload } from '../shard/ring.js';
+import { Supervisor } from '../shard/supervisor.js';
+import { cpuProfile } from '../util/profile.js';
+import { authenticate, bearer, HttpError } from './auth.js';
+import { Connection } from './connection.js';
+import { parseHandshake } from './handshake.js';
+import { Metrics } from './metrics.js';
+
+export interface ServerOptions {
+  config: Config;
+  log: (msg: string, fields?: object) => void;
+  /** Test/chaos fault switches (never set in production). */
+  faultsAllowed?: boolean;
+  pcmTapDir?: string | undefined;
+  /** Extra shard worker data (spool configuration). */
+  shardExtra?: Record<string, unknown>;
+  /** Extra readiness condition (e.g. spool not full). */
+  ready?: () => string | undefined;
+  /** Called on drain after sessions closed, before the shards stop (seal + upload the spool). */
+  onDrain?: (deadline: number) => Promise<void>;
+}
+
+const ENDPOINTS: Record<string, Endpoint> = { '/v1/trigger/listen': 'pusher', '/v1/audio/stream': 'device' };
+
+export class IngestServer {
+  readonly http: Server;
+  readonly wss: WebSocketServer;
+  readonly supervisor: Supervisor;
+  readonly metrics: Metrics;
+  readonly connections = new Set<Connection>();
+  private readonly bySlot: (Connection | undefined)[][];
+  private readonly opts: ServerOptions;
+  private readonly cfg: Config;
+  private nextId = 1;
+  private clock = Date.now();
+  private pausedCount = 0;
+  private draining = false;
+  private sweep: NodeJS.Timeout | undefined;
+
+  constructor(opts: ServerOptions) {
+    this.opts = opts;
+    this.cfg = opts.config;
+    const cfg = this.cfg;
+    this.bySlot = Array.from({ length: cfg.SHARDS }, () => new Array<Connection | undefined>(cfg.SLOTS_PER_SHARD));
+    this.supervisor = new Supervisor({
+      shards: cfg.SHARDS,
+      slots: cfg.SLOTS_PER_SHARD,
+      ringBytes: cfg.RING_BYTES,
+      graceMs: cfg.CLOSE_GRACE_MS,
+      faultsAllowed: opts.faultsAllowed === true,
+      pcmTapDir: opts.pcmTapDir,
+      ...(opts.shardExtra ? { extra: opts.shardExtra } : {}),
+      onEvent: (shard, ev) => this.onShardEvent(shard, ev),
+      onShardLost: (shard) => this.onShardLost(shard),
+      log: opts.log,
+    });
+    this.metrics = new Metrics(
+      () => this.supervisor.stats(),
+      () => this.supervisor.shards.filter((h) => h.up).map((h) => ({ shard: h.index, ringBytes: h.arena.totalUsed(), slots: h.leased })),
+    );
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: maxRecordPayload(cfg.RING_BYTES), perMessageDeflate: false });
+    this.http = createServer((req, res) => void this.onRequest(req, res));
+    this.http.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
+  }
+
+  async listen(): Promise<number> {
+    await this.supervisor.start();
+    await new Promise<void>((resolve) => this.http.listen(this.cfg.PORT, this.cfg.HOST, resolve));
+    this.sweep = setInterval(() => this.sweepIdle(), 1000);
+    this.sweep.unref();
+    const addr = this.http.address();
+    return typeof addr === 'object' && addr ? addr.port : this.cfg.PORT;
+  }
+
+  get pausedSockets(): number {
+    return this.pausedCount;
+  }
+
+  /** Why the service is not ready, or undefined when it is. */
+  notReady(): string | undefined {
+    if (this.draining) return 'draining';
+    const down = this.supervisor.shards.filter((h) => !h.up).map((h) => h.index);
+    if (down.length) return `shard(s) down: ${down.join(', ')}`;
+    return this.opts.ready?.();
+  }
+
+  private json(res: ServerResponse, status: number, body: object): void {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  }
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    try {
+      switch (url.pathname) {
+        case '/healthz':
+          return this.json(res, 200, { ok: true });
+        case '/readyz': {
+          const why = this.notReady();
+          return this.json(res, why ? 503 : 200, why ? { ready: false, reason: why } : { ready: true });
+        }
+        case '/metrics': {
+          const body = await this.metrics.render();
+          res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+          res.end(body);
+          return;
+        }
+        case '/debug/profile':
+          return await this.profile(req, url, res);
+        default:
+          if (ENDPOINTS[url.pathname]) return this.json(res, 426, { error: 'this endpoint needs a WebSocket upgrade' });
+          return this.json(res, 404, { error: 'not found' });
+      }
+    } catch (err) {
+      const e = err instanceof HttpError ? err : new HttpError(500, 'internal', (err as Error).message);
+      this.json(res, e.status, { error: e.message });
+    }
+  }
+
+  private async profile(req: IncomingMessage, url: URL, res: ServerResponse): Promise<void> {
+    if (!this.cfg.ADMIN_TOKEN) throw new HttpError(403, 'forbidden', 'admin endpoints are disabled (set ADMIN_TOKEN)');
+    if (bearer(req.headers.authorization, url.searchParams) !== this.cfg.ADMIN_TOKEN) throw new HttpError(401, 'unauthorized', 'admin token required');
+    const seconds = Number(url.searchParams.get('seconds') ?? '5');
+    if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 120) throw new HttpError(400, 'bad_request', 'seconds must be in (0, 120]');
+    const thread = url.searchParams.get('thread') ?? 'main';
+    let profile: string;
+    if (thread === 'main') profile = await cpuProfile(seconds);
+    else {
+      const m = /^shard-(\d+)$/.exec(thread);
+      const h = m ? this.supervisor.shards[Number(m[1])] : undefined;
+      if (!h?.up) throw new HttpError(400, 'bad_request', `thread must be main or shard-0..shard-${this.cfg.SHARDS - 1}`);
+      profile = await h.api.profile(seconds);
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'content-disposition': `attachment; filename="${thread}.cpuprofile"` });
+    res.end(profile);
+  }
+
+  private rejectHandshake(socket: Duplex, e: HttpError): void {
+    this.metrics.rejected.inc({ reason: e.reason });
+    const body = JSON.stringify({ error: e.message });
+    const text = e.status === 401 ? 'Unauthorized' : e.status === 403 ? 'Forbidden' : e.status === 404 ? 'Not Found' : e.status === 503 ? 'Service Unavailable' : 'Bad Request';
+    socket.end(`HTTP/1.1 ${e.status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  }
+
+  private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    const url = new URL(req.url ?? '/', 'http://x');
+    const endpoint = ENDPOINTS[url.pathname];
+    try {
+      if (!endpoint) throw new HttpError(404, 'not_found', `no WebSocket endpoint at ${url.pathname}`);
+      if (this.draining) throw new HttpError(503, 'draining', 'server is draining');
+      const tokenUid = await authenticate(this.cfg, bearer(req.headers.authorization, url.searchParams));
+      const init = parseHandshake(endpoint, url.searchParams, tokenUid, this.nextId++);
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, init));
+    } catch (err) {
+      /* c8 ignore next */
+      if (!(err instanceof HttpError)) throw err;
+      this.rejectHandshake(socket, err);
+    }
+  }
+
+  private accept(ws: WebSocket, init: ReturnType<typeof parseHandshake>): void {
+    const shard = this.supervisor.pick(init.uid);
+    if (this.draining) {
+      this.metrics.rejected.inc({ reason: 'draining' });
+      return ws.close(1001, 'server is draining');
+    }
+    const slot = shard.up ? shard.lease() : -1;
+    if (slot < 0) {
+      this.metrics.rejected.inc({ reason: 'overloaded' });
+      return ws.close(1013, shard.up ? 'server overloaded: no ring slot free, try again later' : 'shard restarting, try again later');
+    }
+    const conn = new Connection(ws, shard, slot, init, {
+      reject: (reason) => this.metrics.rejected.inc({ reason }),
+      audioBytes: (n) => this.metrics.audioBytesReceived.inc(n),
+      pausedDelta: (d) => {
+        this.pausedCount += d;
+        this.metrics.socketsPaused.set(this.pausedCount);
+      },
+      closed: (c) => {
+        this.connections.delete(c);
+        if (this.bySlot[c.shard.index]![c.slot] === c) this.bySlot[c.shard.index]![c.slot] = undefined;
+      },
+      now: () => this.clock,
+    });
+    this.connections.add(conn);
+    this.bySlot[shard.index]![slot] = conn;
+  }
+
+  private onShardEvent(shard: number, ev: ShardEvent): void {
+    const conn = this.bySlot[shard]![ev.slot];
+    if (!conn) return;
+    switch (ev.t) {
+      case 'drained':
+        return conn.flush();
+      case 'ack':
+        return this.sendJson(conn, 202, { frames: ev.frames, bytes: ev.bytes });
+      case 'reply':
+        return this.sendRaw(conn, 201, ev.body);
+      case 'close':
+        return conn.fail(ev.code, ev.reason, ev.code === 1007 ? 'invalid_payload' : ev.code === 1003 ? 'malformed' : 'internal');
+    }
+  }
+
+  private sendJson(conn: Connection, header: number, body: object): void {
+    this.sendRaw(conn, header, JSON.stringify(body));
+  }
+
+  private sendRaw(conn: Connection, header: number, body: string): void {
+    if (conn.ws.readyState !== conn.ws.OPEN) return;
+    const text = Buffer.from(body);
+    const msg = Buffer.allocUnsafe(4 + text.length);
+    msg.writeUInt32LE(header, 0);
+    text.copy(msg, 4);
+    conn.ws.send(msg, { binary: true });
+  }
+
+  private onShardLost(shard: number): void {
+    this.metrics.shardRestarts.inc({ shard: String(shard) });
+    for (const conn of [...this.connections]) {
+      if (conn.shard.index !== shard) continue;
+      conn.abandon();
+      conn.close(1011, 'shard restarted; reconnect');
+    }
+  }
+
+  private sweepIdle(): void {
+    this.clock = Date.now();
+    const limit = this.clock - this.cfg.RECEIVE_TIMEOUT_S * 1000;
+    for (const conn of this.connections) {
+      if (conn.lastSeen < limit && !conn.isPaused) conn.fail(1001, `idle for more than ${this.cfg.RECEIVE_TIMEOUT_S} s`, 'idle_timeout');
+    }
+  }
+
+  /** Stops accepting, closes every session with 1001, hands the spool over, stops the shards. */
+  async drain(timeoutMs = this.cfg.DRAIN_TIMEOUT_S * 1000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    this.draining = true;
+    clearInterval(this.sweep);
+    this.http.close();
+    for (const conn of this.connections) conn.close(1001, 'server is draining');
+    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const conn of this.connections) conn.ws.terminate();
+    await this.opts.onDrain?.(deadline);
+    await this.supervisor.stop();
+    this.http.closeAllConnections();
+  }
+}

@@ -1,0 +1,192 @@
+// One session inside a shard: decodes its audio, feeds its sinks, owns its tasks (TaskScope).
+// Records arrive in order from the session's ring slot; payloads are views into shared memory
+// valid only during the call.
+import { Lc3Decoder, type Lc3Module } from '../../wasm/lc3.js';
+import { Code } from '../shard/ring.js';
+import {
+  checkConversationId,
+  decodeUtf8,
+  parseProcess,
+  parseSpeakerSample,
+  parseTranscript,
+  ProtocolError,
+  type SessionInit,
+  type ShardEvent,
+} from './protocol.js';
+import { TaskScope } from './task-scope.js';
+
+/** Where a session's audio goes (the spool; later webhooks and audio apps). */
+export interface SessionSink {
+  /** Raw audio as received (LC3 frames back to back, or PCM16LE); copy what you keep. */
+  audio(data: Uint8Array, off: number, len: number, frames: number, firstSampleUnixMs: number): void;
+  conversation(id: string, atUnixMs: number): void;
+  close(): Promise<void>;
+}
+
+/** Decoded PCM consumers (realtime audio apps, audio-bytes webhooks; tests). */
+export type PcmTap = (session: SessionInit, pcm: Int16Array) => void;
+
+/** Process-scoped conversation jobs (DESIGN §3.4); the session only waits for the reply. */
+export interface JobRunner {
+  process(uid: string, conversationId: string, language: string | null, signal: AbortSignal): Promise<string>;
+}
+
+export interface SessionCounters {
+  framesDecoded: number;
+  decodeErrors: number;
+  plcFrames: number;
+  audioBytes: number;
+  records: number;
+  transcripts: number;
+  speakerRequests: number;
+  /** Latency from arrival on the main thread to decoded, histogram of log2(ms) buckets. */
+  latency: Uint32Array;
+}
+
+export function newCounters(): SessionCounters {
+  return { framesDecoded: 0, decodeErrors: 0, plcFrames: 0, audioBytes: 0, records: 0, transcripts: 0, speakerRequests: 0, latency: new Uint32Array(LATENCY_BUCKETS) };
+}
+
+// Scratch to read the f64 timestamp without a per-message DataView (little-endian hosts only,
+// as are all Node.js targets this runs on).
+const tsScratch = new Float64Array(1);
+const tsBytes = new Uint8Array(tsScratch.buffer);
+
+/** Bucket i counts latencies < 2^i ms (last bucket: everything slower). */
+export const LATENCY_BUCKETS = 16;
+
+export interface SessionDeps {
+  lc3: Lc3Module;
+  emit: (ev: ShardEvent) => void;
+  counters: SessionCounters;
+  sink?: SessionSink | undefined;
+  pcmTap?: PcmTap | undefined;
+  jobs?: JobRunner | undefined;
+  /** Shared per-thread scratch for one frame (avoids a view allocation per frame). */
+  scratch: Uint8Array;
+}
+
+export class Session {
+  readonly init: SessionInit;
+  readonly slot: number;
+  readonly scope = new TaskScope();
+  private decoder: Lc3Decoder | undefined;
+  private frameView: Uint8Array | undefined;
+  private readonly deps: SessionDeps;
+  /** Set once a protocol error closed the session: later records are ignored. */
+  failed = false;
+  frames = 0;
+
+  constructor(slot: number, init: SessionInit, deps: SessionDeps) {
+    this.slot = slot;
+    this.init = init;
+    this.deps = deps;
+    if (init.codec === 'lc3') {
+      this.decoder = new Lc3Decoder({ frameUs: init.frameUs, sampleRate: init.sampleRate }, deps.lc3);
+      this.frameView = deps.scratch.subarray(0, init.frameBytes);
+    }
+  }
+
+  get hasDecoder(): boolean {
+    return this.decoder !== undefined && !this.decoder.closed;
+  }
+
+  handle(code: number, arrival: number, data: Uint8Array, off: number, len: number): void {
+    if (this.failed) return;
+    this.deps.counters.records++;
+    try {
+      switch (code) {
+        case Code.FRAMES:
+          this.audio(arrival, data, off, len, arrival);
+          break;
+        case Code.AUDIO: {
+          // f64 LE unix seconds of the first sample, then audio. (Main checked len >= 8.)
+          for (let i = 0; i < 8; i++) tsBytes[i] = data[off + i]!;
+          const ts = tsScratch[0]!;
+          this.audio(arrival, data, off + 8, len - 8, Number.isFinite(ts) && ts > 0 ? ts * 1000 : arrival);
+          break;
+        }
+        case Code.CONVERSATION: {
+          const id = checkConversationId(decodeUtf8(data.subarray(off, off + len), 'conversation id (103)'));
+          this.deps.sink?.conversation(id, arrival);
+          break;
+        }
+        case Code.TRANSCRIPT:
+          parseTranscript(data.subarray(off, off + len));
+          this.deps.counters.transcripts++;
+          break;
+        case Code.PROCESS:
+          this.process(parseProcess(data.subarray(off, off + len)));
+          break;
+        case Code.SPEAKER_SAMPLE:
+          parseSpeakerSample(data.subarray(off, off + len));
+          this.deps.counters.speakerRequests++;
+          break;
+        default:
+          throw new ProtocolError(1003, `unknown record code ${code}`);
+      }
+    } catch (err) {
+      /* c8 ignore next */
+      if (!(err instanceof ProtocolError)) throw err;
+      this.failed = true;
+      this.deps.emit({ t: 'close', slot: this.slot, code: err.closeCode, reason: err.message });
+    }
+  }
+
+  private audio(arrival: number, data: Uint8Array, off: number, len: number, firstSampleMs: number): void {
+    const c = this.deps.counters;
+    c.audioBytes += len;
+    let frames: number;
+    if (this.decoder) {
+      const fb = this.init.frameBytes;
+      const view = this.frameView!;
+      frames = len / fb;
+      const dec = this.decoder;
+      const before = dec.stats.errors;
+      const beforePlc = dec.stats.plc;
+      for (let f = 0, p = off; f < frames; f++, p += fb) {
+        for (let i = 0; i < fb; i++) view[i] = data[p + i]!;
+        const pcm = dec.decode(view);
+        if (this.deps.pcmTap) this.deps.pcmTap(this.init, pcm);
+      }
+      c.framesDecoded += frames;
+      c.decodeErrors += dec.stats.errors - before;
+      c.plcFrames += dec.stats.plc - beforePlc;
+    } else {
+      frames = len >> 1; // PCM16: one "frame" per sample
+    }
+    this.frames += frames;
+    this.deps.sink?.audio(data, off, len, frames, firstSampleMs);
+    const ms = Date.now() - arrival;
+    const bucket = ms < 1 ? 0 : Math.min(LATENCY_BUCKETS - 1, 32 - Math.clz32(ms));
+    c.latency[bucket]!++;
+  }
+
+  private process(req: { conversation_id: string; language: string | null }): void {
+    const jobs = this.deps.jobs;
+    const reply = (body: object): void => this.deps.emit({ t: 'reply', slot: this.slot, body: JSON.stringify(body) });
+    if (!jobs) {
+      reply({ conversation_id: req.conversation_id, error: 'conversation processing is not configured' });
+      return;
+    }
+    // The job is process-scoped (it finishes even if we go); only the wait for its reply is ours.
+    this.scope.spawn(
+      async (signal) => {
+        const id = await jobs.process(this.init.uid, req.conversation_id, req.language, signal);
+        if (!signal.aborted) reply({ conversation_id: id, success: true });
+      },
+      (err) => reply({ conversation_id: req.conversation_id, error: (err as Error).message }),
+    );
+  }
+
+  /** The close cascade: abort tasks, seal the spool, free the decoder. Returns leaked tasks. */
+  async close(graceMs: number, leak = false): Promise<number> {
+    const leaked = leak ? 0 : await this.scope.close(graceMs);
+    try {
+      await this.deps.sink?.close();
+    } finally {
+      if (!leak) this.decoder?.close();
+    }
+    return leaked;
+  }
+}

@@ -1,0 +1,168 @@
+// Everything a shard worker does, as a plain class (tests run it on the main thread; the worker
+// entry workers/shard.ts only wires it to comlink and the event port).
+import { loadLc3, MAX_FRAME_BYTES, type Lc3Module } from '../../wasm/lc3.js';
+import { decodeUtf8, type SessionInit, type ShardEvent } from '../session/protocol.js';
+import { LATENCY_BUCKETS, newCounters, Session, type JobRunner, type PcmTap, type SessionCounters, type SessionSink } from '../session/session.js';
+import { scopeCounters } from '../session/task-scope.js';
+import { Arena, Code, RingConsumer } from './ring.js';
+
+export interface ShardOptions {
+  shard: number;
+  arena: Arena;
+  emit: (ev: ShardEvent) => void;
+  graceMs: number;
+  lc3?: Lc3Module;
+  sinkFor?: (init: SessionInit) => SessionSink | undefined;
+  pcmTap?: PcmTap;
+  jobs?: JobRunner;
+  /** Test/chaos fault switches are honoured only when this is true (never in production). */
+  faultsAllowed?: boolean;
+}
+
+export interface ShardFaults {
+  /** Sleep this long after every drain burst (a deliberately slow shard). */
+  drainDelayMs: number;
+  /** Positive control for the leak harness: closing a session leaves its tasks and decoder alive. */
+  leakOnClose: boolean;
+}
+
+export interface ShardStats {
+  shard: number;
+  sessions: number;
+  tasks: number;
+  decoders: number;
+  framesDecoded: number;
+  decodeErrors: number;
+  plcFrames: number;
+  audioBytes: number;
+  records: number;
+  leakedTasks: number;
+  latency: number[];
+  heapUsed: number;
+  wasmBytes: number;
+}
+
+export class ShardCore {
+  readonly shard: number;
+  readonly consumer: RingConsumer;
+  readonly counters: SessionCounters = newCounters();
+  readonly faults: ShardFaults = { drainDelayMs: 0, leakOnClose: false };
+  private readonly sessions = new Map<number, Session>();
+  private readonly opts: ShardOptions;
+  private readonly lc3: Lc3Module;
+  private readonly scratch = new Uint8Array(MAX_FRAME_BYTES);
+  private leakedTasks = 0;
+  /** Sessions leaked on purpose by the positive-control fault (kept reachable, as a real leak is). */
+  private readonly leaked: Session[] = [];
+  private stopped = false;
+  private loopDone: Promise<void> | undefined;
+
+  constructor(opts: ShardOptions) {
+    this.opts = opts;
+    this.shard = opts.shard;
+    this.consumer = new RingConsumer(opts.arena);
+    this.lc3 = opts.lc3 ?? loadLc3();
+  }
+
+  private readonly onRecord = (slot: number, code: number, arrival: number, data: Uint8Array, off: number, len: number): void => {
+    if (code === Code.OPEN) {
+      this.open(slot, JSON.parse(decodeUtf8(data.subarray(off, off + len), 'session init')) as SessionInit);
+      return;
+    }
+    const s = this.sessions.get(slot);
+    // A record for a slot without a session can only follow a failed open: nothing to deliver to.
+    if (s) s.handle(code, arrival, data, off, len);
+  };
+
+  private readonly onWaiting = (slot: number): void => this.opts.emit({ t: 'drained', slot });
+
+  private open(slot: number, init: SessionInit): void {
+    try {
+      const session = new Session(slot, init, {
+        lc3: this.lc3,
+        emit: this.opts.emit,
+        counters: this.counters,
+        sink: this.opts.sinkFor?.(init),
+        pcmTap: this.opts.pcmTap,
+        jobs: this.opts.jobs,
+        scratch: this.scratch,
+      });
+      this.sessions.set(slot, session);
+    } catch (err) {
+      this.opts.emit({ t: 'close', slot, code: 1011, reason: `session setup failed: ${(err as Error).message}` });
+    }
+  }
+
+  /** Drains everything queued now; returns records handled. */
+  drain(): number {
+    return this.consumer.drainReady(this.onRecord, this.onWaiting);
+  }
+
+  /** The drain loop: wakes on the doorbell, drains only slots with data, yields to the event loop. */
+  start(): void {
+    this.loopDone ??= this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      const seen = this.consumer.doorbell();
+      if (!this.consumer.hasReady()) {
+        await this.consumer.waitBell(seen);
+        continue;
+      }
+      this.drain();
+      if (this.faults.drainDelayMs > 0) await new Promise((r) => setTimeout(r, this.faults.drainDelayMs));
+      else await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /**
+   * Closes a session: first delivers whatever is still in its ring (nothing accepted is lost),
+   * then the close cascade. When this resolves the slot may be leased again.
+   */
+  async close(slot: number): Promise<{ leaked: number }> {
+    this.consumer.drainSlot(slot, this.onRecord, () => {});
+    const s = this.sessions.get(slot);
+    if (!s) return { leaked: 0 };
+    this.sessions.delete(slot);
+    const leak = this.opts.faultsAllowed === true && this.faults.leakOnClose;
+    if (leak) this.leaked.push(s);
+    const leaked = await s.close(this.opts.graceMs, leak);
+    this.leakedTasks += leaked;
+    return { leaked };
+  }
+
+  setFaults(f: Partial<ShardFaults>): boolean {
+    if (!this.opts.faultsAllowed) return false;
+    Object.assign(this.faults, f);
+    return true;
+  }
+
+  stats(): ShardStats {
+    const c = this.counters;
+    return {
+      shard: this.shard,
+      sessions: this.sessions.size,
+      tasks: scopeCounters.tasks + scopeCounters.timers,
+      decoders: this.lc3.live,
+      framesDecoded: c.framesDecoded,
+      decodeErrors: c.decodeErrors,
+      plcFrames: c.plcFrames,
+      audioBytes: c.audioBytes,
+      records: c.records,
+      leakedTasks: this.leakedTasks,
+      latency: Array.from(c.latency.subarray(0, LATENCY_BUCKETS)),
+      heapUsed: process.memoryUsage().heapUsed,
+      wasmBytes: this.lc3.memoryBytes,
+    };
+  }
+
+  /** Stops the loop after closing every session. */
+  async stop(): Promise<void> {
+    for (const slot of [...this.sessions.keys()]) await this.close(slot);
+    this.stopped = true;
+    Atomics.add(this.opts.arena.ctrl, 0, 1);
+    Atomics.notify(this.opts.arena.ctrl, 0);
+    await this.loopDone;
+  }
+}

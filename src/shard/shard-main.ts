@@ -1,0 +1,59 @@
+// The body of a shard worker, importable by tests: builds the ShardCore from the worker's data
+// and returns the control API that workers/shard.ts exposes over comlink.
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { MessagePort } from 'node:worker_threads';
+import type { SessionInit, ShardEvent } from '../session/protocol.js';
+import type { PcmTap, SessionSink } from '../session/session.js';
+import { cpuProfile } from '../util/profile.js';
+import { Arena } from './ring.js';
+import { ShardCore, type ShardFaults, type ShardStats } from './shard-core.js';
+
+export interface ShardWorkerData {
+  shard: number;
+  sab: SharedArrayBuffer;
+  slots: number;
+  ringBytes: number;
+  graceMs: number;
+  events: MessagePort;
+  faultsAllowed: boolean;
+  /** Test only: append every session's decoded PCM to {dir}/{uid}-{id}.pcm. */
+  pcmTapDir?: string | undefined;
+}
+
+export interface ShardApi {
+  close(slot: number): Promise<{ leaked: number }>;
+  stats(): ShardStats;
+  setFaults(f: Partial<ShardFaults>): boolean;
+  profile(seconds: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export function pcmFileTap(dir: string): PcmTap {
+  mkdirSync(dir, { recursive: true });
+  return (s, pcm) => appendFileSync(join(dir, `${s.uid}-${s.id}.pcm`), new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength));
+}
+
+export async function createShard(
+  d: ShardWorkerData,
+  sinks?: (init: SessionInit, emit: (ev: ShardEvent) => void) => SessionSink | undefined,
+): Promise<ShardApi> {
+  const emit = (ev: ShardEvent): void => d.events.postMessage(ev);
+  const core = new ShardCore({
+    shard: d.shard,
+    arena: new Arena({ slots: d.slots, ringBytes: d.ringBytes }, d.sab),
+    emit,
+    graceMs: d.graceMs,
+    faultsAllowed: d.faultsAllowed,
+    ...(d.pcmTapDir ? { pcmTap: pcmFileTap(d.pcmTapDir) } : {}),
+    ...(sinks ? { sinkFor: (init: SessionInit) => sinks(init, emit) } : {}),
+  });
+  core.start();
+  return {
+    close: (slot) => core.close(slot),
+    stats: () => core.stats(),
+    setFaults: (f) => core.setFaults(f),
+    profile: (seconds) => cpuProfile(seconds),
+    stop: () => core.stop(),
+  };
+}
