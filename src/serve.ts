@@ -2,6 +2,7 @@
 import { pino } from 'pino';
 import { loadConfig, type Config } from './config.js';
 import { IngestServer } from './server/server.js';
+import { parseFaults } from './shard/shard-core.js';
 
 export interface Service {
   server: IngestServer;
@@ -13,11 +14,14 @@ export interface Service {
 export async function startService(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<Service> {
   const logger = pino({ level: config.LOG_LEVEL });
   const log = (msg: string, fields?: object) => logger.info(fields ?? {}, msg);
+  const faults = env.LC3_PUSHER_TEST_FAULTS ? parseFaults(env.LC3_PUSHER_TEST_FAULTS) : undefined;
+  if (faults) log('TEST FAULTS ENABLED', faults);
   const server = new IngestServer({
     config,
     log,
     // Fault switches exist for the leak harness's positive control and backpressure tests only.
-    faultsAllowed: env.LC3_PUSHER_TEST_FAULTS === '1',
+    faultsAllowed: faults !== undefined,
+    faults,
     pcmTapDir: env.LC3_PUSHER_TEST_PCM_DIR,
   });
   const port = await server.listen();

@@ -7,6 +7,7 @@ import type { Config } from '../config.js';
 import type { Endpoint, ShardEvent } from '../session/protocol.js';
 import { maxRecordPayload } from '../shard/ring.js';
 import { Supervisor } from '../shard/supervisor.js';
+import type { ShardFaults } from '../shard/shard-core.js';
 import { cpuProfile } from '../util/profile.js';
 import { authenticate, bearer, HttpError } from './auth.js';
 import { Connection } from './connection.js';
@@ -18,6 +19,7 @@ export interface ServerOptions {
   log: (msg: string, fields?: object) => void;
   /** Test/chaos fault switches (never set in production). */
   faultsAllowed?: boolean;
+  faults?: Partial<ShardFaults> | undefined;
   pcmTapDir?: string | undefined;
   /** Extra shard worker data (spool configuration). */
   shardExtra?: Record<string, unknown>;
@@ -55,6 +57,7 @@ export class IngestServer {
       ringBytes: cfg.RING_BYTES,
       graceMs: cfg.CLOSE_GRACE_MS,
       faultsAllowed: opts.faultsAllowed === true,
+      faults: opts.faults,
       pcmTapDir: opts.pcmTapDir,
       ...(opts.shardExtra ? { extra: opts.shardExtra } : {}),
       onEvent: (shard, ev) => this.onShardEvent(shard, ev),

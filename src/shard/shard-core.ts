@@ -19,6 +19,21 @@ export interface ShardOptions {
   faultsAllowed?: boolean;
 }
 
+/**
+ * Parses the test-only fault list, e.g. "leak_on_close,drain_delay_ms=20" (LC3_PUSHER_TEST_FAULTS).
+ * Unknown names are an error: a typo must not silently disable a positive control.
+ */
+export function parseFaults(spec: string): Partial<ShardFaults> {
+  const f: Partial<ShardFaults> = {};
+  for (const part of spec.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const [name, value] = part.split('=');
+    if (name === 'leak_on_close') f.leakOnClose = true;
+    else if (name === 'drain_delay_ms' && value !== undefined && /^\d+$/.test(value)) f.drainDelayMs = Number(value);
+    else if (name !== '1') throw new Error(`unknown test fault "${part}" (known: leak_on_close, drain_delay_ms=N)`);
+  }
+  return f;
+}
+
 export interface ShardFaults {
   /** Sleep this long after every drain burst (a deliberately slow shard). */
   drainDelayMs: number;

@@ -17,6 +17,8 @@ export interface ShardWorkerData {
   graceMs: number;
   events: MessagePort;
   faultsAllowed: boolean;
+  /** Initial faults (test/chaos runs only; requires faultsAllowed). */
+  faults?: Partial<ShardFaults> | undefined;
   /** Test only: append every session's decoded PCM to {dir}/{uid}-{id}.pcm. */
   pcmTapDir?: string | undefined;
 }
@@ -48,6 +50,7 @@ export async function createShard(
     ...(d.pcmTapDir ? { pcmTap: pcmFileTap(d.pcmTapDir) } : {}),
     ...(sinks ? { sinkFor: (init: SessionInit) => sinks(init, emit) } : {}),
   });
+  if (d.faults) core.setFaults(d.faults);
   core.start();
   return {
     close: (slot) => core.close(slot),

@@ -8,7 +8,7 @@ import { workerUrl } from '../util/worker-url.js';
 import { Arena, RingProducer } from './ring.js';
 import { pickShard } from './rendezvous.js';
 import type { ShardApi, ShardWorkerData } from './shard-main.js';
-import type { ShardStats } from './shard-core.js';
+import type { ShardFaults, ShardStats } from './shard-core.js';
 
 /** Ring the doorbell at once after this many records, even mid-burst. */
 const BELL_EVERY = 256;
@@ -19,6 +19,7 @@ export interface SupervisorOptions {
   ringBytes: number;
   graceMs: number;
   faultsAllowed?: boolean;
+  faults?: Partial<ShardFaults> | undefined;
   pcmTapDir?: string | undefined;
   /** Extra worker data (e.g. the spool configuration) passed to every shard. */
   extra?: Record<string, unknown>;
@@ -115,6 +116,7 @@ export class Supervisor {
       graceMs: o.graceMs,
       events: port2,
       faultsAllowed: o.faultsAllowed === true,
+      faults: o.faults,
       pcmTapDir: o.pcmTapDir,
       ...o.extra,
     };
