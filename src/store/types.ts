@@ -15,6 +15,8 @@ export interface StoredObject {
   name: string;
   size: number;
   metadata: Record<string, string>;
+  /** The object's content type, when the store knows it. */
+  contentType?: string;
 }
 
 export interface ObjectStore {
@@ -29,6 +31,7 @@ export interface ObjectStore {
   stat(name: string): Promise<StoredObject | null>;
   /** Objects whose names start with `prefix`, sorted by name. */
   list(prefix: string): Promise<StoredObject[]>;
+  /** The object's bytes; rejects with ObjectNotFoundError when it does not exist. */
   read(name: string): Promise<Buffer>;
 }
 
@@ -37,7 +40,15 @@ export class StoreError extends Error {
   constructor(
     message: string,
     readonly retryable = true,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
+  }
+}
+
+/** `read` of an object that does not exist (not retryable: the object will not appear by itself). */
+export class ObjectNotFoundError extends StoreError {
+  constructor(readonly objectName: string) {
+    super(`object not found: ${objectName}`, false);
   }
 }
