@@ -12,7 +12,7 @@ export interface ConnectionHooks {
   audioBytes(n: number): void;
   pausedDelta(d: number): void;
   closed(c: Connection): void;
-  /** Coarse clock (ms), updated by the server; avoids a Date.now() per message for idle checks. */
+  /** The server's idle-sweep counter (stamped per message; cheaper than reading the clock). */
   now(): number;
 }
 

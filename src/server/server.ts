@@ -29,6 +29,8 @@ export interface ServerOptions {
   onDrain?: (deadline: number) => Promise<void>;
 }
 
+const SWEEP_MS = 1000;
+
 const ENDPOINTS: Record<string, Endpoint> = { '/v1/trigger/listen': 'pusher', '/v1/audio/stream': 'device' };
 
 export class IngestServer {
@@ -41,7 +43,8 @@ export class IngestServer {
   private readonly opts: ServerOptions;
   private readonly cfg: Config;
   private nextId = 1;
-  private clock = Date.now();
+  /** Sweep counter; connections stamp it on every message (cheaper than reading the clock). */
+  private tick = 0;
   private pausedCount = 0;
   private draining = false;
   private sweep: NodeJS.Timeout | undefined;
@@ -76,7 +79,7 @@ export class IngestServer {
   async listen(): Promise<number> {
     await this.supervisor.start();
     await new Promise<void>((resolve) => this.http.listen(this.cfg.PORT, this.cfg.HOST, resolve));
-    this.sweep = setInterval(() => this.sweepIdle(), 1000);
+    this.sweep = setInterval(() => this.sweepIdle(), SWEEP_MS);
     this.sweep.unref();
     const addr = this.http.address();
     return typeof addr === 'object' && addr ? addr.port : this.cfg.PORT;
@@ -191,7 +194,7 @@ export class IngestServer {
         this.connections.delete(c);
         if (this.bySlot[c.shard.index]![c.slot] === c) this.bySlot[c.shard.index]![c.slot] = undefined;
       },
-      now: () => this.clock,
+      now: () => this.tick,
     });
     this.connections.add(conn);
     this.bySlot[shard.index]![slot] = conn;
@@ -235,10 +238,12 @@ export class IngestServer {
   }
 
   private sweepIdle(): void {
-    this.clock = Date.now();
-    const limit = this.clock - this.cfg.RECEIVE_TIMEOUT_S * 1000;
+    // Idleness is counted in sweeps, not wall time: a late or early timer cannot make a
+    // session that spoke since the last sweep look idle.
+    this.tick++;
+    const idleTicks = Math.ceil((this.cfg.RECEIVE_TIMEOUT_S * 1000) / SWEEP_MS);
     for (const conn of this.connections) {
-      if (conn.lastSeen < limit && !conn.isPaused) conn.fail(1001, `idle for more than ${this.cfg.RECEIVE_TIMEOUT_S} s`, 'idle_timeout');
+      if (this.tick - conn.lastSeen > idleTicks && !conn.isPaused) conn.fail(1001, `idle for more than ${this.cfg.RECEIVE_TIMEOUT_S} s`, 'idle_timeout');
     }
   }
 
