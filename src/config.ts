@@ -107,7 +107,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     SETTINGS_URL: raw.SETTINGS_URL,
     LOG_LEVEL: raw.LOG_LEVEL,
   };
-  if (cfg.RING_BYTES % 8 !== 0) throw new ConfigError(`RING_BYTES=${cfg.RING_BYTES}: must be a multiple of 8`);
+  if ((cfg.RING_BYTES & (cfg.RING_BYTES - 1)) !== 0) throw new ConfigError(`RING_BYTES=${cfg.RING_BYTES}: must be a power of two`);
   if (cfg.AUTH_MODE !== 'none' && !cfg.AUTH_SECRET) throw new ConfigError(`AUTH_MODE=${cfg.AUTH_MODE} needs AUTH_SECRET`);
   if (cfg.STORE === 'gcs' && !cfg.GCS_BUCKET) throw new ConfigError('STORE=gcs needs GCS_BUCKET');
   return cfg;
