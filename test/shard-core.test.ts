@@ -1,0 +1,225 @@
+// The shard's logic run on the test thread (in production it runs inside a worker, where the
+// coverage tool cannot see it): records in → sessions, decoding, events, close cascade.
+import t from 'tap';
+import { wavToLc3 } from '../src/codec/transcode.js';
+import { parseLc3File } from '../src/formats/lc3file.js';
+import { encodeWav } from '../src/formats/wav.js';
+import type { SessionInit, ShardEvent } from '../src/session/protocol.js';
+import type { JobRunner, SessionSink } from '../src/session/session.js';
+import { scopeCounters } from '../src/session/task-scope.js';
+import { Arena, Code, RingProducer } from '../src/shard/ring.js';
+import { ShardCore } from '../src/shard/shard-core.js';
+import { createShard, pcmFileTap } from '../src/shard/shard-main.js';
+import { Lc3Module } from '../wasm/lc3.js';
+import { testSignal } from './support/audio.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MessageChannel } from 'node:worker_threads';
+
+const lc3 = wavToLc3(encodeWav(16000, 1, testSignal(16000, 0.2)), { bitrate: 24000, frameUs: 10000 });
+const frames = parseLc3File(lc3).frames;
+
+function init(over: Partial<SessionInit> = {}): SessionInit {
+  return { id: 1, uid: 'u1', endpoint: 'device', ack: false, conversationId: null, codec: 'lc3', sampleRate: 16000, frameUs: 10000, frameBytes: 30, ...over };
+}
+
+function rig(opts: { jobs?: JobRunner; sink?: SessionSink; faultsAllowed?: boolean } = {}) {
+  const arena = new Arena({ slots: 8, ringBytes: 4096 });
+  const p = new RingProducer(arena);
+  const events: ShardEvent[] = [];
+  const mod = new Lc3Module();
+  const core = new ShardCore({
+    shard: 0,
+    arena,
+    emit: (e) => events.push(e),
+    graceMs: 200,
+    lc3: mod,
+    ...(opts.sink ? { sinkFor: () => opts.sink } : {}),
+    ...(opts.jobs ? { jobs: opts.jobs } : {}),
+    faultsAllowed: opts.faultsAllowed ?? false,
+  });
+  const write = (slot: number, code: number, payload: Uint8Array | string) => {
+    const b = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    t.ok(p.write(slot, code, Date.now(), b, 0, b.length), 'record written');
+  };
+  const open = (slot: number, i: SessionInit) => write(slot, Code.OPEN, JSON.stringify(i));
+  return { arena, p, core, events, mod, write, open };
+}
+
+function audio101(ts: number, bytes: Uint8Array): Buffer {
+  const b = Buffer.alloc(8 + bytes.length);
+  b.writeDoubleLE(ts, 0);
+  Buffer.from(bytes).copy(b, 8);
+  return b;
+}
+
+t.test('device and pusher audio are decoded and handed to the sink as received', async (t) => {
+  const got: { len: number; frames: number; first: number }[] = [];
+  const convs: string[] = [];
+  let sinkClosed = 0;
+  const sink: SessionSink = {
+    audio: (_d, _o, len, f, first) => got.push({ len, frames: f, first }),
+    conversation: (id) => convs.push(id),
+    close: async () => void sinkClosed++,
+  };
+  const r = rig({ sink });
+  r.open(0, init());
+  for (const f of frames.slice(0, 10)) r.write(0, Code.FRAMES, f);
+  r.open(1, init({ id: 2, endpoint: 'pusher' }));
+  r.write(1, Code.AUDIO, audio101(1_700_000_000.25, Buffer.concat(frames.slice(0, 4))));
+  r.write(1, Code.AUDIO, audio101(0, Buffer.concat(frames.slice(4, 6)))); // no usable timestamp → arrival
+  r.write(1, Code.CONVERSATION, 'conv-2');
+  r.write(1, Code.TRANSCRIPT, JSON.stringify({ segments: [{ text: 'hi', start: 0, end: 1 }], memory_id: 'm' }));
+  r.write(1, Code.SPEAKER_SAMPLE, JSON.stringify({ person_id: 'p', conversation_id: 'c', segment_ids: ['s1'] }));
+  r.write(1, Code.PROCESS, JSON.stringify({ conversation_id: 'c9', language: 'en' }));
+  r.open(2, init({ id: 3, codec: 'pcm16', sampleRate: 8000, frameUs: 0, frameBytes: 0 }));
+  r.write(2, Code.FRAMES, new Uint8Array(320));
+  r.write(0, Code.FRAMES, new Uint8Array(30).fill(0xff)); // corrupt frame → concealed
+  r.core.drain();
+  const s = r.core.stats();
+  t.equal(s.sessions, 3);
+  t.equal(s.decoders, 2);
+  t.equal(s.framesDecoded, 10 + 6 + 1);
+  t.equal(s.decodeErrors, 1);
+  t.equal(s.plcFrames, 1);
+  t.equal(s.audioBytes, 11 * 30 + 6 * 30 + 320);
+  // Slot by slot in the order they became ready; in order within a slot.
+  t.same(got.map((g) => g.frames), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 2, 160]);
+  t.equal(got[11]!.first, 1_700_000_000_250, 'first-sample time from the 101 timestamp');
+  t.ok(got[12]!.first > 1_700_000_000_250, 'arrival time when the timestamp is unusable');
+  t.same(convs, ['conv-2']);
+  t.same(r.events, [{ t: 'reply', slot: 1, body: JSON.stringify({ conversation_id: 'c9', error: 'conversation processing is not configured' }) }]);
+  t.ok(s.latency.reduce((a, b) => a + b, 0) > 0);
+  for (const slot of [0, 1, 2]) t.same(await r.core.close(slot), { leaked: 0 });
+  t.same(await r.core.close(5), { leaked: 0 }, 'closing an unused slot is harmless');
+  t.equal(sinkClosed, 3);
+  t.equal(r.core.stats().decoders, 0);
+  t.equal(r.mod.live, 0);
+});
+
+t.test('protocol errors close only the offending session, with a code and reason', async (t) => {
+  const r = rig();
+  const bad: [number, Uint8Array | string, number, RegExp][] = [
+    [Code.TRANSCRIPT, '{', 1007, /not valid JSON/],
+    [Code.TRANSCRIPT, '[]', 1007, /segments/],
+    [Code.TRANSCRIPT, '{"segments":[],"memory_id":5}', 1007, /memory_id/],
+    [Code.PROCESS, '{"conversation_id":5}', 1007, /104/],
+    [Code.SPEAKER_SAMPLE, '{"person_id":"p","conversation_id":"c","segment_ids":[1]}', 1007, /105/],
+    [Code.CONVERSATION, 'a/b', 1007, /must match/],
+    [Code.CONVERSATION, Uint8Array.of(0xc3), 1007, /UTF-8/],
+    [77, 'x', 1003, /unknown record code 77/],
+  ];
+  bad.forEach(([code, payload], i) => {
+    r.open(i, init({ id: i + 1, endpoint: 'pusher' }));
+    r.write(i, code, payload);
+    r.write(i, Code.FRAMES, frames[0]!); // ignored after the failure
+  });
+  r.core.drain();
+  t.equal(r.events.length, bad.length);
+  bad.forEach(([, , code, re], i) => {
+    const e = r.events.find((x) => x.slot === i) as Extract<ShardEvent, { t: 'close' }>;
+    t.equal(e.code, code);
+    t.match(e.reason, re);
+  });
+  t.equal(r.core.stats().framesDecoded, 0, 'nothing processed after a protocol error');
+  // A session whose init cannot be set up (no such LC3 rate) is refused with 1011.
+  const r2 = rig();
+  r2.open(0, init({ sampleRate: 44100 }));
+  r2.write(0, Code.FRAMES, frames[0]!);
+  r2.core.drain();
+  t.match(r2.events[0], { t: 'close', slot: 0, code: 1011, reason: /session setup failed/ });
+  t.equal(r2.core.stats().sessions, 0);
+});
+
+t.test('104 jobs: the session waits for the reply in its scope; close cancels the wait', async (t) => {
+  let resolveJob!: (id: string) => void;
+  const calls: string[] = [];
+  const jobs: JobRunner = {
+    process: (uid, conv, lang, signal) => {
+      calls.push(`${uid}/${conv}/${lang}`);
+      if (conv === 'fails') return Promise.reject(new Error('upstream 500'));
+      if (conv === 'quick') return Promise.resolve(conv);
+      return new Promise((res, rej) => {
+        resolveJob = res;
+        signal.addEventListener('abort', () => rej(new Error('aborted')));
+      });
+    },
+  };
+  const r = rig({ jobs });
+  r.open(0, init({ endpoint: 'pusher' }));
+  r.write(0, Code.PROCESS, '{"conversation_id":"quick","language":"en"}');
+  r.write(0, Code.PROCESS, '{"conversation_id":"fails"}');
+  r.write(0, Code.PROCESS, '{"conversation_id":"slow"}');
+  r.core.drain();
+  await new Promise((res) => setTimeout(res, 10));
+  t.same(calls, ['u1/quick/en', 'u1/fails/null', 'u1/slow/null']);
+  t.same(r.events.map((e) => (e as { body: string }).body), ['{"conversation_id":"quick","success":true}', '{"conversation_id":"fails","error":"upstream 500"}']);
+  t.equal(r.core.stats().tasks, 1, 'one task waiting for the slow reply');
+  t.same(await r.core.close(0), { leaked: 0 });
+  t.equal(r.core.stats().tasks, 0, 'close aborted the wait');
+  resolveJob('late');
+  t.equal(r.events.length, 2, 'no reply after close');
+});
+
+t.test('positive control: leak_on_close leaves tasks and decoders alive (only when allowed)', async (t) => {
+  const never: JobRunner = { process: () => new Promise(() => {}) };
+  const denied = rig({ jobs: never });
+  t.notOk(denied.core.setFaults({ leakOnClose: true }), 'faults refused unless allowed');
+  const r = rig({ jobs: never, faultsAllowed: true });
+  t.ok(r.core.setFaults({ leakOnClose: true }));
+  const before = scopeCounters.tasks;
+  r.open(0, init({ endpoint: 'pusher' }));
+  r.write(0, Code.PROCESS, '{"conversation_id":"c"}');
+  r.core.drain();
+  await r.core.close(0);
+  t.equal(r.core.stats().sessions, 0);
+  t.equal(scopeCounters.tasks, before + 1, 'the task outlived its session');
+  t.equal(r.core.stats().decoders, 1, 'and so did the decoder');
+});
+
+t.test('the drain loop wakes on the doorbell and stops cleanly', async (t) => {
+  const r = rig({ faultsAllowed: true });
+  r.core.setFaults({ drainDelayMs: 1 });
+  r.core.start();
+  r.core.start();
+  r.open(0, init());
+  r.write(0, Code.FRAMES, frames[0]!);
+  r.p.ring();
+  const deadline = Date.now() + 5000;
+  while (r.core.stats().framesDecoded < 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+  t.equal(r.core.stats().framesDecoded, 1);
+  r.core.setFaults({ drainDelayMs: 0 });
+  r.write(0, Code.FRAMES, frames[1]!);
+  r.p.ring();
+  while (r.core.stats().framesDecoded < 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+  t.equal(r.core.stats().framesDecoded, 2);
+  await r.core.stop();
+  t.equal(r.core.stats().sessions, 0);
+});
+
+t.test('createShard wires events, faults and the PCM tap', async (t) => {
+  const dir = t.testdir();
+  const arena = new Arena({ slots: 2, ringBytes: 4096 });
+  const p = new RingProducer(arena);
+  const { port1, port2 } = new MessageChannel();
+  const events: ShardEvent[] = [];
+  port1.on('message', (e: ShardEvent) => events.push(e));
+  const api = await createShard({ shard: 0, sab: arena.sab, slots: 2, ringBytes: 4096, graceMs: 100, events: port2, faultsAllowed: true, faults: { drainDelayMs: 0 }, pcmTapDir: dir });
+  const i = Buffer.from(JSON.stringify(init({ endpoint: 'pusher' })));
+  p.write(0, Code.OPEN, Date.now(), i, 0, i.length);
+  p.write(0, Code.FRAMES, Date.now(), frames[0]!, 0, 30);
+  p.write(0, Code.PROCESS, Date.now(), Buffer.from('{"conversation_id":"x"}'), 0, 23);
+  p.ring();
+  const deadline = Date.now() + 5000;
+  while (events.length < 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+  t.equal(events[0]!.t, 'reply');
+  t.ok(api.setFaults({ leakOnClose: false }));
+  t.equal(api.stats().framesDecoded, 1);
+  t.equal(readFileSync(join(dir, 'u1-1.pcm')).length, 320, 'one frame of PCM tapped');
+  t.same(await api.close(0), { leaked: 0 });
+  const prof = JSON.parse(await api.profile(0.05));
+  t.ok(Array.isArray(prof.nodes), 'a .cpuprofile');
+  await api.stop();
+  port1.close();
+  t.type(pcmFileTap(join(dir, 'x')), 'function');
+});
