@@ -101,3 +101,23 @@ t.test('a session closed while paused still delivers everything it had sent', as
   t.equal(await svc.metric('pusher_audio_bytes_received_total'), decoded * 30, 'everything read from the socket was decoded');
   t.same(await zeroed(svc), ZERO);
 });
+
+t.test('a crashed shard is restarted; its sessions are closed with 1011 and may reconnect', async (t) => {
+  const svc = await startTestService({ SHARDS: '1' });
+  t.teardown(() => svc.close());
+  const ws = await svc.ws('/v1/audio/stream?uid=crash');
+  ws.send(Buffer.alloc(30));
+  await until(async () => (await svc.metricSum('pusher_sessions_active')) === 1, 5000, 'open');
+  const c = closed(ws);
+  await svc.server.supervisor.shards[0]!.worker.terminate(); // as if the thread died
+  const r = await c;
+  t.equal(r.code, 1011);
+  t.match(r.reason, /reconnect/);
+  await until(() => svc.server.supervisor.shards[0]!.up, 10000, 'restarted');
+  t.equal(await svc.metric('pusher_shard_restarts_total', { shard: '0' }), 1);
+  const again = await svc.ws('/v1/audio/stream?uid=crash');
+  again.send(Buffer.alloc(30));
+  await until(async () => (await svc.metricSum('pusher_frames_decoded_total')) >= 1, 5000, 'works after restart');
+  t.equal(await svc.metricSum('pusher_sessions_active'), 1);
+  again.close();
+});

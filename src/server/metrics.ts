@@ -24,6 +24,7 @@ export class Metrics {
   readonly shardRestarts: Counter<'shard'>;
   private readonly collectors: ExtraCollector[] = [];
   private readonly lastTotals = new Map<string, number>();
+  private readonly counterKeys = new Map<Counter<'shard'>, string>();
   private readonly collectShards: () => Promise<ShardStats[]>;
   private readonly perShard: () => { shard: number; ringBytes: number; slots: number }[];
 
@@ -42,8 +43,11 @@ export class Metrics {
     this.shardHeap = g('pusher_shard_heap_bytes', 'V8 heap used by each shard thread');
     this.latencyP99 = g('pusher_decode_latency_p99_seconds', 'p99 of arrival→decoded latency since start (power-of-two buckets)');
     // Shard counters are cumulative in the shard; re-set on every scrape from its totals.
-    const c = (name: string, help: string) =>
-      new Counter({ name, help, labelNames: ['shard'] as const, registers: [r] });
+    const c = (name: string, help: string) => {
+      const ctr = new Counter({ name, help, labelNames: ['shard'] as const, registers: [r] });
+      this.counterKeys.set(ctr, name);
+      return ctr;
+    };
     this.framesDecoded = c('pusher_frames_decoded_total', 'LC3 frames decoded');
     this.decodeErrors = c('pusher_decode_errors_total', 'Corrupt LC3 frames (concealed)');
     this.plcFrames = c('pusher_plc_frames_total', 'Frames synthesised by packet-loss concealment');
@@ -72,7 +76,7 @@ export class Metrics {
     // Shards report running totals; a counter advances by the difference (a restarted shard
     // starts again from zero, and then everything it reports is new).
     const setCounter = (ctr: Counter<'shard'>, shard: string, v: number) => {
-      const key = `${(ctr as unknown as { name: string }).name}\0${shard}`;
+      const key = `${this.counterKeys.get(ctr)}\0${shard}`;
       const last = this.lastTotals.get(key) ?? 0;
       const delta = v >= last ? v - last : v;
       if (delta > 0) ctr.inc({ shard }, delta);
