@@ -57,8 +57,15 @@ export class Metrics {
     this.perShard = perShard;
   }
 
+  /** Audio bytes read since the last scrape: a plain add on the hot path, folded in at scrape. */
+  pendingAudioBytes = 0;
+
   /** Pulls fresh figures from every shard, then renders the exposition text. */
   async render(): Promise<string> {
+    if (this.pendingAudioBytes > 0) {
+      this.audioBytesReceived.inc(this.pendingAudioBytes);
+      this.pendingAudioBytes = 0;
+    }
     await this.refresh(await this.collectShards(), this.perShard());
     return this.registry.metrics();
   }

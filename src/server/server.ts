@@ -185,7 +185,7 @@ export class IngestServer {
     }
     const conn = new Connection(ws, shard, slot, init, {
       reject: (reason) => this.metrics.rejected.inc({ reason }),
-      audioBytes: (n) => this.metrics.audioBytesReceived.inc(n),
+      audioBytes: (n) => (this.metrics.pendingAudioBytes += n),
       pausedDelta: (d) => {
         this.pausedCount += d;
         this.metrics.socketsPaused.set(this.pausedCount);
