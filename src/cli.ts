@@ -1,6 +1,7 @@
 // The `lc3-pusher` command line: serve, transcode, encode.
 import { stat } from 'node:fs/promises';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { basename, join } from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { transcodeDir } from './codec/batch.js';
 import { encodeFile, transcodeFile } from './codec/transcode-file.js';
 
@@ -8,18 +9,48 @@ export interface CliIo {
   out: (line: string) => void;
   err: (line: string) => void;
   /** Progress bar sink; a no-op when not attached to a terminal. */
-  progress?: (done: number, total: number) => void;
+  progress?: ((done: number, total: number) => void) | undefined;
+}
+
+/** An error already phrased for the user (file name first). */
+class CliError extends Error {}
+
+/**
+ * One line for any error, naming the file: Node's "ENOENT: no such file or directory, open 'x'"
+ * becomes "x: no such file or directory"; other errors get `file` in front.
+ */
+function describe(err: Error, file: string): string {
+  if (err instanceof CliError) return err.message;
+  const e = err as NodeJS.ErrnoException;
+  let what = err.message;
+  if (typeof e.code === 'string' && typeof e.syscall === 'string') {
+    what = what.replace(/^\w+: /, '').replace(/, \w+ '.*'$/s, '');
+    if (e.code === 'EISDIR') what = 'is a directory';
+    // mkdir -p fails with EEXIST when a file stands where a directory must go.
+    if (e.code === 'EEXIST' && e.syscall === 'mkdir') what = 'not a directory';
+  }
+  const where = e.path ?? file;
+  return where ? `${where}: ${what}` : what;
+}
+
+async function statOrNull(path: string) {
+  try {
+    return await stat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
 }
 
 function parseIntArg(name: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
+    if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
     return n;
   };
 }
 
-export function buildCli(io: CliIo): Command {
+export function buildCli(io: CliIo, setExitCode: (code: number) => void): Command {
   const program = new Command('lc3-pusher')
     .description('Live-audio ingest for wearables (LC3/PCM over WebSockets)')
     .exitOverride()
@@ -29,34 +60,54 @@ export function buildCli(io: CliIo): Command {
     .command('transcode')
     .description('decode IN.lc3 to OUT.wav, or every .lc3 under DIR into OUTDIR (on all cores)')
     .argument('<in>', '.lc3 file or directory')
-    .argument('<out>', '.wav file or output directory')
+    .argument('<out>', '.wav file (or a directory to put it in), or the output directory')
     .option('--threads <n>', 'pool threads for a directory', parseIntArg('--threads'))
     .action(async (input: string, output: string, opts: { threads?: number }) => {
-      if ((await stat(input)).isDirectory()) {
+      const inStat = await statOrNull(input);
+      if (!inStat) throw new CliError(`${input}: no such file or directory`);
+      const outStat = await statOrNull(output);
+      if (inStat.isDirectory()) {
+        if (outStat && !outStat.isDirectory()) throw new CliError(`${output}: not a directory (the input ${input} is one)`);
         const r = await transcodeDir(input, output, {
           ...(opts.threads ? { threads: opts.threads } : {}),
           onProgress: (p) => io.progress?.(p.done, p.total),
         });
         for (const f of r.failed) io.err(`${f.input}: ${f.error}`);
         const seconds = r.ok.reduce((s, x) => s + x.seconds, 0);
-        io.out(`transcoded ${r.ok.length} file(s), ${seconds.toFixed(1)} s of audio, ${r.failed.length} failed`);
-        if (r.failed.length) process.exitCode = 1;
+        const total = r.ok.length + r.failed.length;
+        if (total === 0) io.out(`no .lc3 files under ${input}`);
+        else io.out(`transcoded ${r.ok.length} file(s), ${seconds.toFixed(1)} s of audio, ${r.failed.length} failed`);
+        if (r.failed.length) setExitCode(1);
         return;
       }
-      const r = await transcodeFile(input, output);
-      io.out(`${output}: ${r.frames} frames, ${r.seconds.toFixed(2)} s${r.concealed ? `, ${r.concealed} corrupt frame(s) concealed` : ''}`);
+      const target = outStat?.isDirectory() ? join(output, basename(input).replace(/(\.lc3)?$/i, '.wav')) : output;
+      let r;
+      try {
+        r = await transcodeFile(input, target);
+      } catch (err) {
+        throw new CliError(describe(err as Error, input));
+      }
+      const notes: string[] = [];
+      if (r.concealed) notes.push(`${r.concealed} frame(s) concealed${r.lost ? ` (${r.lost} lost)` : ''}`);
+      if (r.ignored) notes.push(`${r.ignored} frame(s) past the header's sample count ignored`);
+      io.out(`${target}: ${r.frames} frames, ${r.seconds.toFixed(2)} s${notes.map((n) => `, ${n}`).join('')}`);
     });
 
   program
     .command('encode')
-    .description('encode a mono 16-bit WAV to .lc3')
+    .description('encode a mono 16-bit PCM WAV (8, 16, 24, 32 or 48 kHz) to .lc3')
     .argument('<in>', 'input .wav')
     .argument('<out>', 'output .lc3')
-    .requiredOption('--bitrate <bps>', 'bitrate in bits per second (e.g. 24000)', parseIntArg('--bitrate'))
+    .requiredOption('--bitrate <bps>', 'bitrate in bits per second (e.g. 32000)', parseIntArg('--bitrate'))
     .addOption(new Option('--frame-ms <ms>', 'frame duration').choices(['7.5', '10']).default('10'))
     .action(async (input: string, output: string, opts: { bitrate: number; frameMs: string }) => {
-      const r = await encodeFile(input, output, { bitrate: opts.bitrate, frameUs: Number(opts.frameMs) * 1000 });
-      io.out(`${output}: ${r.bytes} bytes`);
+      let r;
+      try {
+        r = await encodeFile(input, output, { bitrate: opts.bitrate, frameUs: Number(opts.frameMs) * 1000 });
+      } catch (err) {
+        throw new CliError(describe(err as Error, input));
+      }
+      io.out(`${output}: ${r.frames} frames, ${r.bytes} bytes`);
     });
 
   program
@@ -72,14 +123,14 @@ export function buildCli(io: CliIo): Command {
 
 /** Runs the CLI; returns the exit code (errors become one clear line, never a stack trace). */
 export async function main(argv: string[], io: CliIo): Promise<number> {
-  const program = buildCli(io);
+  let code = 0;
+  const program = buildCli(io, (c) => (code = c));
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+    return code;
   } catch (err) {
-    const e = err as { code?: string; exitCode?: number; message: string };
-    if (e.code?.startsWith('commander.')) return e.exitCode ?? 1; // commander already printed it
-    io.err(`lc3-pusher: ${e.message}`);
+    if (err instanceof CommanderError) return err.exitCode; // commander printed it
+    io.err(`lc3-pusher: ${describe(err as Error, '')}`);
     return 1;
   }
 }

@@ -10,6 +10,7 @@
 #   LC3_DEBIAN_SUITE   suite to take liblc3 from (default: trixie, which has 1.1.3+dfsg)
 #   LC3_DEBIAN_MIRROR  archive URI (default: the first non-security Debian URI of this machine's apt)
 #   LC3_WASM_FORCE=1   rebuild even if current
+#   LC3_CLANG          the C compiler (default: clang; e.g. clang-19 — every version gives the same bytes of audio)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -85,7 +86,7 @@ if [ ! -f "$tarball" ]; then
 fi
 
 stamp="$build/stamp"
-want="$(cat "${BASH_SOURCE[0]}" "$here/glue.c" | sha256sum | cut -c1-16) $orig_hash"
+want="$(cat "${BASH_SOURCE[0]}" "$here/glue.c" "$here/check.mjs" | sha256sum | cut -c1-16) $orig_hash ${LC3_CLANG:-clang}"
 if [ -z "${LC3_WASM_FORCE:-}" ] && [ -f "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   log "lc3.wasm is current (liblc3 $version)"
   exit 0
@@ -96,28 +97,40 @@ rm -rf "$src" && mkdir -p "$src"
 tar -xf "$tarball" -C "$src" --strip-components=1
 [ -f "$src/wasm/math.h" ] || die "liblc3 $version has no wasm/ headers"
 
-# 3. Compile. -fno-finite-math-only is required: without it clang miscompiles fast_exp2f
-#    (decoded audio off by hundreds of LSB). -msimd128 lets clang auto-vectorise the MDCT/filters.
-log "compiling liblc3 $version to wasm32"
-clang --target=wasm32 -std=c11 -O3 -ffast-math -fno-finite-math-only -mbulk-memory -msimd128 \
-  -I"$src/wasm" -I"$src/include" -nostdlib \
-  -Wl,--no-entry -Wl,--export-dynamic -Wl,--export=__heap_base -Wl,--strip-all \
-  "$src"/src/*.c "$here/glue.c" -o "$out.tmp" \
-  || die "clang failed; run: apt-get install -y clang lld, then LC3_WASM_FORCE=1 npm run build:wasm"
+# 3. Compile, then link with wasm-ld directly. Not through the clang driver: when binaryen is
+#    installed, clang runs `wasm-opt` on its output by itself, without the feature flags (clang 14
+#    then fails to link a SIMD build, and other versions would change the code behind our back).
+#
+#    Float semantics: strict IEEE-754, no -ffast-math. With -ffast-math clang may reassociate
+#    liblc3's fast_exp2f (x + 0x1.8p20f − 0x1.8p20f) and decoded audio is off by hundreds of LSB:
+#    clang 14 only with -ffinite-math-only, clang 16 and 19 even with -fno-finite-math-only. Without
+#    it, clang computes every float operation in source order, exactly as gcc does natively: the
+#    wasm decodes and encodes bit-identically to native liblc3 built from the same source
+#    (scripts/build-native.sh), and no clang version can miscompile fast_exp2f. It costs ~1 % in
+#    decoding and ~3 % in encoding (measured against the -ffast-math build). -fno-finite-math-only
+#    stays as the guard should -ffast-math come back.
+#    -msimd128 lets clang vectorise the MDCT and filter loops.
+cc="${LC3_CLANG:-clang}"
+cflags=(--target=wasm32 -std=c11 -O3 -fno-math-errno -fno-finite-math-only -mbulk-memory -msimd128)
+log "compiling liblc3 $version to wasm32 ($("$cc" --version | head -n1))"
+objs="$build/obj"
+rm -rf "$objs" && mkdir -p "$objs"
+pids=()
+for c in "$src"/src/*.c "$here/glue.c"; do
+  "$cc" "${cflags[@]}" -I"$src/wasm" -I"$src/include" -c "$c" -o "$objs/$(basename "$c" .c).o" & pids+=($!)
+done
+for p in "${pids[@]}"; do
+  wait "$p" || die "$cc failed; run: apt-get install -y clang lld, then LC3_WASM_FORCE=1 npm run build:wasm"
+done
+"$("$cc" -print-prog-name=wasm-ld)" --no-entry --export-dynamic --export=__heap_base --strip-all \
+  "$objs"/*.o -o "$out.tmp" || die "wasm-ld failed; run: apt-get install -y lld"
 
-# 4. Verify: no imports, and every export the loader needs.
-node --input-type=module -e '
-  import { readFileSync } from "node:fs";
-  const m = new WebAssembly.Module(readFileSync(process.argv[1]));
-  const imports = WebAssembly.Module.imports(m);
-  if (imports.length) { console.error("unexpected imports:", imports); process.exit(1); }
-  const have = new Set(WebAssembly.Module.exports(m).map((e) => e.name));
-  const need = ["memory", "__heap_base", "lc3_decoder_size", "lc3_setup_decoder", "lc3_decode",
-    "lc3_encoder_size", "lc3_setup_encoder", "lc3_encode", "lc3_frame_samples", "lc3_delay_samples"];
-  const missing = need.filter((n) => !have.has(n));
-  if (missing.length) { console.error("missing exports:", missing.join(", ")); process.exit(1); }
-' "$out.tmp" || die "verification of lc3.wasm failed"
+# 4. Verify: no imports, every export the loader needs, and a known-answer test: 240 frames of
+#    four configurations encoded and decoded (with packet-loss concealment) must hash to what
+#    native liblc3 of the same version computes (wasm/check.mjs).
+node "$here/check.mjs" "$out.tmp" "$version" || die "verification of lc3.wasm failed"
 mv "$out.tmp" "$out"
 echo "$want" > "$stamp"
 echo "$version" > "$build/version"
+echo "$cc ${cflags[*]}" > "$build/cflags"
 log "built $out ($(stat -c %s "$out") bytes, liblc3 $version)"

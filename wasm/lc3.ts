@@ -40,15 +40,21 @@ const PCM_S16 = 0;
 const ALIGN = 16;
 const PAGE = 65536;
 
-export class Lc3Error extends Error {}
+export class Lc3Error extends Error {
+  override name = 'Lc3Error';
+}
 
 /** Throws Lc3Error unless (frameUs, sampleRate) is a supported LC3 configuration. */
 export function checkParams(p: Lc3Params): void {
-  if (!(FRAME_US as readonly number[]).includes(p.frameUs)) {
-    throw new Lc3Error(`unsupported LC3 frame duration ${p.frameUs} µs (supported: 7500, 10000)`);
-  }
+  checkFrameUs(p.frameUs);
   if (!(SAMPLE_RATES as readonly number[]).includes(p.sampleRate)) {
     throw new Lc3Error(`unsupported LC3 sample rate ${p.sampleRate} Hz (supported: ${SAMPLE_RATES.join(', ')})`);
+  }
+}
+
+export function checkFrameUs(frameUs: number): void {
+  if (!(FRAME_US as readonly number[]).includes(frameUs)) {
+    throw new Lc3Error(`unsupported LC3 frame duration ${frameUs} µs (supported: 7500, 10000)`);
   }
 }
 
@@ -164,12 +170,16 @@ function align(n: number): number {
 }
 
 export interface DecodeStats {
+  /** Frames decoded, concealed ones included. */
   frames: number;
-  /** Frames synthesised by packet-loss concealment (missing or corrupt input). */
+  /** Frames synthesised by packet-loss concealment (lost or corrupt input). */
   plc: number;
-  /** Corrupt frames (a subset of plc). */
+  /** Corrupt frames (a subset of plc): undecodable bits, or a size no LC3 frame can have. */
   errors: number;
 }
+
+/** Frames up to this size are copied into wasm memory by a loop, larger ones by TypedArray.set. */
+const COPY_LOOP_MAX = 64;
 
 export class Lc3Decoder implements Lc3Params {
   readonly frameUs: number;
@@ -177,6 +187,7 @@ export class Lc3Decoder implements Lc3Params {
   readonly frameSamples: number;
   readonly stats: DecodeStats = { frames: 0, plc: 0, errors: 0 };
   private state: number;
+  private readonly mem: number;
   private readonly mod: Lc3Module;
   private pcmView: Int16Array;
 
@@ -186,8 +197,8 @@ export class Lc3Decoder implements Lc3Params {
     this.sampleRate = p.sampleRate;
     this.mod = mod;
     this.frameSamples = mod.frameSamples(p);
-    const mem = mod.alloc(mod.exports.lc3_decoder_size(p.frameUs, p.sampleRate));
-    this.state = mod.exports.lc3_setup_decoder(p.frameUs, p.sampleRate, p.sampleRate, mem);
+    this.mem = mod.alloc(mod.exports.lc3_decoder_size(p.frameUs, p.sampleRate));
+    this.state = mod.exports.lc3_setup_decoder(p.frameUs, p.sampleRate, p.sampleRate, this.mem);
     /* c8 ignore next */
     if (this.state === 0) throw new Lc3Error('lc3_setup_decoder failed');
     mod.live++;
@@ -204,20 +215,43 @@ export class Lc3Decoder implements Lc3Params {
 
   /**
    * Decodes one frame (null = lost frame → concealment). Returns a view of this thread's scratch
-   * PCM, valid until the next decode on any decoder of the module: copy it if you keep it.
+   * PCM, valid until the next decode or encode on any coder of the module: copy it to keep it.
    */
   decode(frame: Uint8Array | null): Int16Array {
+    return frame === null ? this.run(null, 0, 0) : this.run(frame, 0, frame.length);
+  }
+
+  /**
+   * Decodes the frame at `src[offset .. offset + length)` without making a view of it (for hot
+   * paths holding many frames in one buffer). Same result and lifetime as decode().
+   */
+  decodeFrom(src: Uint8Array, offset: number, length: number): Int16Array {
+    if (!(offset >= 0 && length >= 0 && offset + length <= src.length)) {
+      throw new RangeError(`frame [${offset}, ${offset + length}) is outside its buffer of ${src.length} bytes`);
+    }
+    return this.run(src, offset, length);
+  }
+
+  /** Decodes into a caller-owned buffer at `offset` (samples). */
+  decodeInto(frame: Uint8Array | null, out: Int16Array, offset = 0): void {
+    out.set(this.decode(frame), offset);
+  }
+
+  private run(src: Uint8Array | null, offset: number, length: number): Int16Array {
     const mod = this.mod;
     if (this.state === 0) throw new Lc3Error('decoder is closed');
     const ex = mod.exports;
     let rc: number;
-    if (frame === null || frame.length < MIN_FRAME_BYTES || frame.length > MAX_FRAME_BYTES) {
+    if (src === null || length < MIN_FRAME_BYTES || length > MAX_FRAME_BYTES) {
       // Lost, or a size no LC3 frame can have: conceal (liblc3 would reject the call outright).
-      if (frame !== null) this.stats.errors++;
+      if (src !== null) this.stats.errors++;
       rc = ex.lc3_decode(this.state, 0, 0, PCM_S16, mod.scratchPcm, 1);
     } else {
-      mod.heapU8().set(frame, mod.scratchIn);
-      rc = ex.lc3_decode(this.state, mod.scratchIn, frame.length, PCM_S16, mod.scratchPcm, 1);
+      const heap = mod.heapU8();
+      const base = mod.scratchIn;
+      if (length <= COPY_LOOP_MAX) for (let i = 0; i < length; i++) heap[base + i] = src[offset + i]!;
+      else heap.set(offset === 0 && length === src.length ? src : src.subarray(offset, offset + length), base);
+      rc = ex.lc3_decode(this.state, base, length, PCM_S16, mod.scratchPcm, 1);
       if (rc === 1) this.stats.errors++;
     }
     /* c8 ignore next */
@@ -228,17 +262,20 @@ export class Lc3Decoder implements Lc3Params {
     return this.pcmView;
   }
 
-  /** Decodes into a caller-owned buffer at `offset` (samples). */
-  decodeInto(frame: Uint8Array | null, out: Int16Array, offset = 0): void {
-    out.set(this.decode(frame), offset);
-  }
-
   close(): void {
     if (this.state === 0) return;
-    this.mod.release(this.state);
+    this.mod.release(this.mem);
     this.mod.live--;
     this.state = 0;
   }
+}
+
+/** Bitrates (bps) whose frames are 20..400 bytes at `frameUs`: [bitrate of 20 B, bitrate of 400 B]. */
+export function bitrateRange(frameUs: number): { min: number; max: number } {
+  return {
+    min: Math.ceil((MIN_FRAME_BYTES * 8_000_000) / frameUs),
+    max: Math.ceil((MAX_FRAME_BYTES * 8_000_000) / frameUs),
+  };
 }
 
 export class Lc3Encoder implements Lc3Params {
@@ -247,6 +284,7 @@ export class Lc3Encoder implements Lc3Params {
   readonly frameSamples: number;
   readonly frameBytes: number;
   private state: number;
+  private readonly mem: number;
   private readonly mod: Lc3Module;
 
   constructor(p: Lc3Params & { frameBytes: number }, mod: Lc3Module = loadLc3()) {
@@ -257,8 +295,8 @@ export class Lc3Encoder implements Lc3Params {
     this.frameBytes = p.frameBytes;
     this.mod = mod;
     this.frameSamples = mod.frameSamples(p);
-    const mem = mod.alloc(mod.exports.lc3_encoder_size(p.frameUs, p.sampleRate));
-    this.state = mod.exports.lc3_setup_encoder(p.frameUs, p.sampleRate, p.sampleRate, mem);
+    this.mem = mod.alloc(mod.exports.lc3_encoder_size(p.frameUs, p.sampleRate));
+    this.state = mod.exports.lc3_setup_encoder(p.frameUs, p.sampleRate, p.sampleRate, this.mem);
     /* c8 ignore next */
     if (this.state === 0) throw new Lc3Error('lc3_setup_encoder failed');
     mod.live++;
@@ -270,12 +308,30 @@ export class Lc3Encoder implements Lc3Params {
   }
 
   /**
+   * The frame size for a bitrate, or an Lc3Error in bitrate terms when LC3 cannot carry it
+   * (frames are 20..400 bytes). Unlike elc3, never clamps silently.
+   */
+  static frameBytesForBitrate(frameUs: number, bitrate: number): number {
+    checkFrameUs(frameUs);
+    const bytes = Lc3Encoder.bytesForBitrate(frameUs, bitrate);
+    if (Number.isInteger(bitrate) && bytes >= MIN_FRAME_BYTES && bytes <= MAX_FRAME_BYTES) return bytes;
+    const r = bitrateRange(frameUs);
+    const gives = Number.isInteger(bitrate) && bitrate > 0 ? ` (${bytes}-byte frames)` : '';
+    throw new Lc3Error(
+      `bitrate ${bitrate} bps${gives} is out of range for ${frameUs / 1000} ms frames: ` +
+        `LC3 takes ${r.min}..${r.max} bps there (frames of ${MIN_FRAME_BYTES}..${MAX_FRAME_BYTES} bytes)`,
+    );
+  }
+
+  /**
    * Encodes `frameSamples` samples of `pcm` starting at `offset` (zero-padded when short) into
    * `out` (at least frameBytes long). Returns frameBytes.
    */
   encodeInto(pcm: Int16Array, out: Uint8Array, offset = 0): number {
     const mod = this.mod;
     if (this.state === 0) throw new Lc3Error('encoder is closed');
+    if (!Number.isInteger(offset) || offset < 0) throw new RangeError(`bad PCM offset ${offset}`);
+    if (out.length < this.frameBytes) throw new RangeError(`output of ${out.length} bytes is smaller than a ${this.frameBytes}-byte frame`);
     const n = Math.min(this.frameSamples, Math.max(0, pcm.length - offset));
     const heap = mod.heapI16();
     const base = mod.scratchPcm >> 1;
@@ -290,7 +346,7 @@ export class Lc3Encoder implements Lc3Params {
 
   close(): void {
     if (this.state === 0) return;
-    this.mod.release(this.state);
+    this.mod.release(this.mem);
     this.mod.live--;
     this.state = 0;
   }

@@ -1,5 +1,7 @@
 // Minimal RIFF/WAVE: 16-bit PCM in (PCM or EXTENSIBLE-with-PCM), 16-bit PCM out.
-export class WavFormatError extends Error {}
+export class WavFormatError extends Error {
+  override name = 'WavFormatError';
+}
 
 export interface WavInfo {
   sampleRate: number;
@@ -11,7 +13,9 @@ export interface WavInfo {
 
 export const WAV_HEADER_BYTES = 44;
 
-export function writeWavHeader(sampleRate: number, channels: number, dataBytes: number, out = Buffer.alloc(44)): Buffer {
+const FORMAT_NAMES: Record<number, string> = { 2: 'ADPCM', 3: 'IEEE float', 6: 'A-law', 7: 'µ-law', 0x55: 'MP3' };
+
+export function writeWavHeader(sampleRate: number, channels: number, dataBytes: number, out = Buffer.alloc(WAV_HEADER_BYTES)): Buffer {
   out.write('RIFF', 0, 'ascii');
   out.writeUInt32LE(Math.min(0xffffffff, 36 + dataBytes), 4);
   out.write('WAVE', 8, 'ascii');
@@ -29,9 +33,9 @@ export function writeWavHeader(sampleRate: number, channels: number, dataBytes: 
 }
 
 export function encodeWav(sampleRate: number, channels: number, samples: Int16Array): Buffer {
-  const out = Buffer.alloc(44 + samples.byteLength);
+  const out = Buffer.alloc(WAV_HEADER_BYTES + samples.byteLength);
   writeWavHeader(sampleRate, channels, samples.byteLength, out);
-  Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength).copy(out, 44);
+  Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength).copy(out, WAV_HEADER_BYTES);
   return out;
 }
 
@@ -53,9 +57,12 @@ export function parseWav(buf: Uint8Array): WavInfo {
       fmt = { format, channels: b.readUInt16LE(body + 2), sampleRate: b.readUInt32LE(body + 4), bits: b.readUInt16LE(body + 14) };
     } else if (id === 'data') {
       if (!fmt) throw new WavFormatError('WAV data chunk before its fmt chunk');
-      if (fmt.format !== 1) throw new WavFormatError(`unsupported WAV encoding ${fmt.format} (only PCM)`);
-      if (fmt.bits !== 16) throw new WavFormatError(`unsupported WAV sample size ${fmt.bits} bits (only 16)`);
-      if (fmt.channels < 1) throw new WavFormatError('WAV with no channels');
+      if (fmt.format !== 1) {
+        const name = FORMAT_NAMES[fmt.format];
+        throw new WavFormatError(`unsupported WAV encoding ${name ?? `0x${fmt.format.toString(16)}`} (only 16-bit PCM)`);
+      }
+      if (fmt.bits !== 16) throw new WavFormatError(`unsupported WAV sample size ${fmt.bits} bits (only 16-bit PCM)`);
+      if (fmt.channels < 1) throw new WavFormatError('WAV file with no channels');
       // Streaming writers leave the size at 0 or 0xffffffff: take what the file has.
       const end = size === 0 || body + size > b.length ? b.length : body + size;
       const whole = end - body - ((end - body) % (fmt.channels * 2));
