@@ -1,0 +1,92 @@
+// Chaos leak harness CLI (logic in scripts/lib/chaos.ts). Starts the service as a child process
+// from the compiled build, runs idle → warm-up → load → cooldown, samples every second, writes
+// chaos-results/NAME.json and NAME.svg, prints the checks. With CHAOS_ASSERT=1 (or --assert) a
+// failed check makes the exit code non-zero.
+//
+//   npm run build:ts
+//   node dist/scripts/chaos.js --ci                                      # short CI mode (~40 s)
+//   node dist/scripts/chaos.js --workload omi-leak1:30,omi-leak2:15 --load 60 --cooldown 15
+//   node dist/scripts/chaos.js --workload device:1000 --churn 20-60 --kill 0.2 --load 600
+//   node dist/scripts/chaos.js --workload device:100 --churn 2-4 --faults leak_on_close   # must FAIL
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { describe, runChaos, runCi } from './lib/chaos.js';
+import { parseChurn, parseGroups } from './lib/loadgen.js';
+import { repoRoot } from './lib/service.js';
+
+const { values } = parseArgs({
+  options: {
+    ci: { type: 'boolean', default: false },
+    name: { type: 'string' },
+    workload: { type: 'string', default: 'omi-leak1:30,omi-leak2:15' },
+    churn: { type: 'string', default: 'off' },
+    kill: { type: 'string', default: '0.2' },
+    idle: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '15' },
+    load: { type: 'string', default: '60' },
+    cooldown: { type: 'string', default: '15' },
+    ramp: { type: 'string' },
+    faults: { type: 'string' },
+    sync: { type: 'string', default: 'on' },
+    shards: { type: 'string', default: '2' },
+    slots: { type: 'string', default: '2048' },
+    'ring-bytes': { type: 'string', default: '16384' },
+    'max-slope': { type: 'string', default: '1' },
+    'max-cooldown-growth': { type: 'string', default: '30' },
+    'store-wait': { type: 'string', default: '30' },
+    out: { type: 'string', default: 'chaos-results' },
+    assert: { type: 'boolean', default: false },
+    'in-process': { type: 'boolean', default: false },
+    sinks: { type: 'string', default: 'on' },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (values.help) {
+  console.log(`usage: node dist/scripts/chaos.js [--ci] [--workload NAME[+ack][:N][@RATE],…] [--churn MIN-MAX|off] [--kill FRACTION]
+  [--idle S] [--warmup S] [--load S] [--cooldown S] [--faults leak_on_close|drain_delay_ms=N] [--sync on|off]
+  [--shards N] [--slots N] [--ring-bytes N] [--max-slope MB/min] [--max-cooldown-growth MB] [--store-wait S]
+  [--out DIR] [--name NAME] [--assert] [--in-process] [--sinks on|off]     (CHAOS_ASSERT=1 = --assert)
+  --in-process: run the load generator in this process (default: its own process)
+  --sinks: point webhooks, audio apps and conversation processing at a slow local sink (default on)`);
+  process.exit(0);
+}
+
+const outDir = resolve(repoRoot(), values.out);
+const log = (line: string) => console.error(`[chaos ${new Date().toISOString().slice(11, 19)}] ${line}`);
+const assert = values.assert || process.env.CHAOS_ASSERT === '1';
+
+if (values.ci) {
+  log('CI mode: the real service must pass every check; the positive control (leak_on_close) must be flagged');
+  const r = await runCi(outDir, log);
+  for (const rep of [r.real, r.control]) for (const line of describe(rep)) console.log(line);
+  console.log(r.ok ? 'CI: PASS (real service passes, positive control flagged)' : `CI: FAIL\n${r.messages.map((m) => `  - ${m}`).join('\n')}`);
+  process.exit(r.ok ? 0 : 1);
+}
+
+const groups = parseGroups(values.workload);
+const report = await runChaos({
+  name: values.name ?? `${groups.map((g) => `${g.workload}${g.clients}`).join('-')}${values.faults ? `-${values.faults.replace(/[^a-z0-9]+/gi, '_')}` : ''}`,
+  groups,
+  churn: parseChurn(values.churn, Number(values.kill)),
+  idleS: Number(values.idle),
+  warmupS: Number(values.warmup),
+  loadS: Number(values.load),
+  cooldownS: Number(values.cooldown),
+  ...(values.ramp ? { rampS: Number(values.ramp) } : {}),
+  bounds: { slopeMbPerMin: Number(values['max-slope']), cooldownGrowthMb: Number(values['max-cooldown-growth']) },
+  faults: values.faults,
+  sync: values.sync !== 'off',
+  sinks: values.sinks !== 'off',
+  loadgenProcess: !values['in-process'],
+  env: { SHARDS: values.shards, SLOTS_PER_SHARD: values.slots, RING_BYTES: values['ring-bytes'] },
+  outDir,
+  storeWaitS: Number(values['store-wait']),
+  log,
+});
+for (const line of describe(report)) console.log(line);
+if (assert && !report.passed) {
+  for (const c of report.checks) if (!c.ok) console.error(`chaos: check failed: ${c.name}: ${c.detail}`);
+  process.exit(1);
+}
+process.exit(0);

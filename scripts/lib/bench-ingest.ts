@@ -1,0 +1,328 @@
+// Ingest benchmarks against the real service (a child process) with the load generator in a
+// separate process:
+//   blast     messages/s through the main thread: many clients writing 30-byte frames as fast as
+//             backpressure allows; main-thread CPU from /proc/PID/task/PID/stat
+//   memory    RSS per idle session: RSS before and after opening N idle device sessions
+//   streams   the most concurrent real-time lc3_fs1030 streams (100 msgs/s each) with decode
+//             p99 ≤ 50 ms, zero loss and the full rate decoded, found by stepping the count
+// Figures, not pass/fail. The generator shares the machine's cores with the service; its CPU is
+// measured and reported next to the service's.
+import { spawnLoadgen, type LoadgenChild } from './loadgen-child.js';
+import { topFunctions, type CpuProfile, type HotFunction } from './cpuprofile.js';
+import { histogramBuckets, metricMax, metricSum, quantileBetween, type PromSample } from './prom.js';
+import { readProcCpu, readThreadsCpu } from './proc.js';
+import { startService, type ChildService } from './service.js';
+import { median } from './stats.js';
+import { nextStreams } from './steps.js';
+
+export interface IngestBenchOptions {
+  quick: boolean;
+  shards: number;
+  blastClients: number;
+  blastSeconds: number;
+  idleSessions: number;
+  stepSeconds: number;
+  /** Explicit stream counts, or undefined for the doubling + bisection search. */
+  streams?: number[];
+  startStreams: number;
+  maxStreams: number;
+  resolution: number;
+  maxSteps: number;
+  /** p99 bound for a step to count as sustained, seconds. */
+  p99Bound: number;
+  profile: boolean;
+  log: (line: string) => void;
+}
+
+export function defaultIngestOptions(quick: boolean, log: (line: string) => void = () => {}): IngestBenchOptions {
+  return {
+    quick,
+    shards: 2,
+    blastClients: 200,
+    blastSeconds: quick ? 5 : 10,
+    idleSessions: quick ? 1000 : 2000,
+    stepSeconds: quick ? 5 : 10,
+    startStreams: quick ? 200 : 100,
+    maxStreams: 4000,
+    resolution: quick ? 200 : 100,
+    maxSteps: quick ? 4 : 8,
+    p99Bound: 0.05,
+    profile: true,
+    log,
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const ADMIN = 'bench-admin-token';
+
+interface CpuMark {
+  t: number;
+  service: number;
+  main: number;
+  gen: number;
+}
+
+function cpuMark(svc: ChildService, gen: LoadgenChild | undefined): CpuMark {
+  return {
+    t: performance.now() / 1000,
+    service: svc.cpuSeconds() ?? NaN,
+    main: readThreadsCpu(svc.pid)[svc.pid] ?? NaN,
+    gen: gen ? (readProcCpu(gen.pid) ?? NaN) : NaN,
+  };
+}
+
+/** CPU use between two marks, in cores (1 = one core busy all the time). */
+function cores(a: CpuMark, b: CpuMark): { service: number; main: number; gen: number; seconds: number } {
+  const dt = b.t - a.t;
+  return { service: (b.service - a.service) / dt, main: (b.main - a.main) / dt, gen: (b.gen - a.gen) / dt, seconds: dt };
+}
+
+async function profileThread(svc: ChildService, thread: string, seconds: number): Promise<{ top: HotFunction[]; idlePct: number } | undefined> {
+  try {
+    const res = await fetch(`${svc.baseUrl}/debug/profile?thread=${thread}&seconds=${seconds}`, {
+      headers: { authorization: `Bearer ${ADMIN}` },
+      signal: AbortSignal.timeout((seconds + 30) * 1000),
+    });
+    if (!res.ok) return undefined;
+    return topFunctions((await res.json()) as CpuProfile, 12);
+  } catch {
+    return undefined;
+  }
+}
+
+async function until(fn: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await fn()) return true;
+    await sleep(200);
+  }
+  return false;
+}
+
+const sum = (m: readonly PromSample[], name: string) => metricSum(m, name) ?? 0;
+
+export interface BlastResult {
+  clients: number;
+  seconds: number;
+  msgsPerSec: number;
+  framesDecodedPerSec: number;
+  cores: { service: number; main: number; gen: number };
+  /** Main-thread CPU per message, µs. */
+  mainUsPerMsg: number;
+  maxPaused: number;
+  profileMain?: { top: HotFunction[]; idlePct: number } | undefined;
+}
+
+export async function blast(o: IngestBenchOptions): Promise<BlastResult> {
+  o.log(`blast: ${o.blastClients} clients writing 30-byte frames as fast as backpressure allows, ${o.blastSeconds} s`);
+  const svc = await startService({ env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: '1024', ADMIN_TOKEN: ADMIN } });
+  const gen = spawnLoadgen(['--port', String(svc.port), '--workload', `device:${o.blastClients}@max`, '--seconds', String(o.blastSeconds + 30), '--ramp', '1']);
+  try {
+    await gen.connected;
+    await sleep(1000);
+    const m0 = await svc.scrape();
+    const c0 = cpuMark(svc, gen);
+    let maxPaused = 0;
+    for (let i = 0; i < o.blastSeconds; i++) {
+      await sleep(1000);
+      maxPaused = Math.max(maxPaused, metricSum(await svc.scrape(), 'pusher_sockets_paused') ?? 0);
+    }
+    const m1 = await svc.scrape();
+    const c1 = cpuMark(svc, gen);
+    const cpu = cores(c0, c1);
+    const msgs = (sum(m1, 'pusher_audio_bytes_received_total') - sum(m0, 'pusher_audio_bytes_received_total')) / 30;
+    const decoded = sum(m1, 'pusher_frames_decoded_total') - sum(m0, 'pusher_frames_decoded_total');
+    const profileMain = o.profile ? await profileThread(svc, 'main', 5) : undefined;
+    return {
+      clients: o.blastClients,
+      seconds: cpu.seconds,
+      msgsPerSec: msgs / cpu.seconds,
+      framesDecodedPerSec: decoded / cpu.seconds,
+      cores: { service: cpu.service, main: cpu.main, gen: cpu.gen },
+      mainUsPerMsg: (cpu.main * cpu.seconds * 1e6) / msgs,
+      maxPaused,
+      profileMain,
+    };
+  } finally {
+    await gen.stop().catch(() => undefined);
+    await svc.stop();
+  }
+}
+
+export interface MemoryResult {
+  sessions: number;
+  rssBefore: number;
+  rssWith: number;
+  rssAfter: number;
+  bytesPerSession: number;
+  mainHeapPerSession: number;
+  shardHeapPerSession: number;
+}
+
+async function settledRss(svc: ChildService): Promise<number> {
+  const xs: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    xs.push(svc.rss() ?? NaN);
+    await sleep(250);
+  }
+  return median(xs);
+}
+
+export async function idleMemory(o: IngestBenchOptions): Promise<MemoryResult> {
+  const n = o.idleSessions;
+  o.log(`memory: RSS of the service before and with ${n} idle device sessions`);
+  const svc = await startService({ env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: String(Math.ceil(n / o.shards) + 256) } });
+  let gen: LoadgenChild | undefined;
+  try {
+    await sleep(2000);
+    const before = await settledRss(svc);
+    const m0 = await svc.scrape();
+    gen = spawnLoadgen(['--port', String(svc.port), '--workload', `idle:${n}`, '--seconds', '300', '--ramp', String(Math.max(1, n / 1000))]);
+    await gen.connected;
+    await until(async () => sum(await svc.scrape(), 'pusher_sessions_active') >= n, 30000);
+    await sleep(3000);
+    const withSessions = await settledRss(svc);
+    const m1 = await svc.scrape();
+    await gen.stop();
+    gen = undefined;
+    await until(async () => sum(await svc.scrape(), 'pusher_sessions_active') === 0, 30000);
+    await sleep(2000);
+    const after = await settledRss(svc);
+    return {
+      sessions: n,
+      rssBefore: before,
+      rssWith: withSessions,
+      rssAfter: after,
+      bytesPerSession: (withSessions - before) / n,
+      mainHeapPerSession: (sum(m1, 'nodejs_heap_size_used_bytes') - sum(m0, 'nodejs_heap_size_used_bytes')) / n,
+      shardHeapPerSession: (sum(m1, 'pusher_shard_heap_bytes') - sum(m0, 'pusher_shard_heap_bytes')) / n,
+    };
+  } finally {
+    await gen?.stop().catch(() => undefined);
+    await svc.stop();
+  }
+}
+
+export interface StepResult {
+  n: number;
+  pass: boolean;
+  why: string[];
+  /** Decoded during the window / nominal (n × 100 × seconds). */
+  achieved: number;
+  /** p99 arrival→decoded, seconds, and how it was obtained. */
+  p99: number;
+  p99Source: 'bucket deltas' | 'since-start gauge';
+  lost: number;
+  sent: number;
+  maxPaused: number;
+  rss: number;
+  cores: { service: number; main: number; gen: number };
+  genLoopP99Ms: number;
+  profile?: { main?: { top: HotFunction[]; idlePct: number } | undefined; shard0?: { top: HotFunction[]; idlePct: number } | undefined };
+}
+
+export async function streamStep(o: IngestBenchOptions, n: number, profile: boolean): Promise<StepResult> {
+  const rampS = Math.max(1, Math.min(5, n / 300));
+  const svc = await startService({ env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: String(Math.max(256, Math.ceil((n * 1.5) / o.shards))), ADMIN_TOKEN: ADMIN } });
+  const gen = spawnLoadgen(['--port', String(svc.port), '--workload', `device:${n}`, '--seconds', String(rampS + o.stepSeconds + 60), '--ramp', String(rampS)]);
+  try {
+    await gen.connected;
+    await sleep(2000);
+    const m0 = await svc.scrape();
+    const c0 = cpuMark(svc, gen);
+    let maxPaused = 0;
+    for (let i = 0; i < o.stepSeconds; i++) {
+      await sleep(1000);
+      maxPaused = Math.max(maxPaused, metricSum(await svc.scrape(), 'pusher_sockets_paused') ?? 0);
+    }
+    const m1 = await svc.scrape();
+    const c1 = cpuMark(svc, gen);
+    const rss = svc.rss() ?? NaN;
+    const prof = profile
+      ? { main: await profileThread(svc, 'main', 5), shard0: await profileThread(svc, 'shard-0', 3) }
+      : undefined;
+    const load = await gen.stop();
+    let decoded = -1;
+    await until(async () => {
+      const d = sum(await svc.scrape(), 'pusher_frames_decoded_total');
+      const done = d === load.lc3Frames || d === decoded;
+      decoded = d;
+      return done;
+    }, 10000);
+    const cpu = cores(c0, c1);
+    const window = sum(m1, 'pusher_frames_decoded_total') - sum(m0, 'pusher_frames_decoded_total');
+    const achieved = window / (n * 100 * cpu.seconds);
+    const b0 = histogramBuckets(m0, 'pusher_decode_latency_seconds');
+    const b1 = histogramBuckets(m1, 'pusher_decode_latency_seconds');
+    const fromBuckets = b1.length ? quantileBetween(b0, b1, 0.99) : undefined;
+    const p99 = fromBuckets ?? metricMax(m1, 'pusher_decode_latency_p99_seconds') ?? NaN;
+    const lost = load.lc3Frames - decoded;
+    const why: string[] = [];
+    if (lost !== 0) why.push(`${lost} frames lost`);
+    if (!(p99 <= o.p99Bound)) why.push(`p99 ${(p99 * 1000).toFixed(0)} ms > ${o.p99Bound * 1000} ms`);
+    if (achieved < 0.98) why.push(`only ${(achieved * 100).toFixed(1)}% of the real-time rate decoded`);
+    return {
+      n,
+      pass: why.length === 0,
+      why,
+      achieved,
+      p99,
+      p99Source: fromBuckets !== undefined ? 'bucket deltas' : 'since-start gauge',
+      lost,
+      sent: load.lc3Frames,
+      maxPaused,
+      rss,
+      cores: { service: cpu.service, main: cpu.main, gen: cpu.gen },
+      genLoopP99Ms: load.loopDelayP99Ms,
+      ...(prof ? { profile: prof } : {}),
+    };
+  } finally {
+    await gen.stop().catch(() => undefined);
+    await svc.stop();
+  }
+}
+
+export interface StreamsResult {
+  steps: StepResult[];
+  maxSustained: number;
+  /** The largest sustained step's service CPU, cores, and streams per service core. */
+  serviceCores: number;
+  streamsPerCore: number;
+  /** RSS per stream under load at the largest sustained step (service RSS / streams). */
+  profiled?: StepResult | undefined;
+}
+
+export async function streams(o: IngestBenchOptions): Promise<StreamsResult> {
+  const steps: StepResult[] = [];
+  const plan = o.streams ? [...o.streams] : undefined;
+  for (let i = 0; i < o.maxSteps; i++) {
+    const n = plan ? plan.shift() : nextStreams(steps, { start: o.startStreams, max: o.maxStreams, resolution: o.resolution });
+    if (n === undefined) break;
+    o.log(`streams: ${n} real-time lc3_fs1030 streams (100 msgs/s each), ${o.stepSeconds} s`);
+    const r = await streamStep(o, n, false);
+    o.log(
+      `  ${r.pass ? 'sustained' : 'NOT sustained'}: decoded ${(r.achieved * 100).toFixed(1)}% of real time, p99 ≤ ${(r.p99 * 1000).toFixed(0)} ms (${r.p99Source}), lost ${r.lost}, ` +
+        `service ${r.cores.service.toFixed(2)} cores (main ${r.cores.main.toFixed(2)}), generator ${r.cores.gen.toFixed(2)} cores${r.why.length ? ` — ${r.why.join('; ')}` : ''}`,
+    );
+    steps.push(r);
+  }
+  const passed = steps.filter((s) => s.pass).sort((a, b) => b.n - a.n);
+  const best = passed[0];
+  const firstFail = steps.filter((s) => !s.pass).sort((a, b) => a.n - b.n)[0];
+  // Profile where it breaks (or the top step): that is where the bottleneck shows.
+  let profiled: StepResult | undefined;
+  if (o.profile) {
+    const at = firstFail?.n ?? best?.n;
+    if (at !== undefined) {
+      o.log(`profile: main thread and shard-0 at ${at} streams`);
+      profiled = await streamStep(o, at, true);
+    }
+  }
+  return {
+    steps,
+    maxSustained: best?.n ?? 0,
+    serviceCores: best?.cores.service ?? NaN,
+    streamsPerCore: best ? best.n / best.cores.service : NaN,
+    profiled,
+  };
+}

@@ -1,0 +1,154 @@
+// The service under test as a child process: `node bin/lc3-pusher.js serve` from the compiled
+// build, on a free loopback port, with its own temporary spool and store, stopped with SIGTERM.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readProcCpu, readProcStatus } from './proc.js';
+import { scrape, type PromSample } from './prom.js';
+
+/** The repository root (holds bin/lc3-pusher.js), from the source tree or from dist/. */
+export function repoRoot(from = fileURLToPath(import.meta.url)): string {
+  for (let dir = dirname(from), i = 0; i < 6; i++, dir = dirname(dir)) {
+    if (existsSync(join(dir, 'bin', 'lc3-pusher.js')) && existsSync(join(dir, 'package.json'))) return dir;
+  }
+  throw new Error(`cannot find the repository root (bin/lc3-pusher.js) above ${from}`);
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1 (the service is started on it next). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ServiceOptions {
+  /** Base directory for spool/, store/, settings and the log (default: a new temp dir). */
+  dir?: string;
+  /** Service environment (PORT, HOST, SPOOL_DIR, STORE_DIR, LOG_LEVEL are set by us unless given). */
+  env?: Record<string, string>;
+  /** LC3_PUSHER_TEST_FAULTS for the child (positive controls, slow shard). */
+  faults?: string | undefined;
+  /** Writes SETTINGS_FILE with this content. */
+  settings?: object;
+  /** Extra node flags (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+  readyTimeoutMs?: number;
+}
+
+export interface ChildService {
+  pid: number;
+  port: number;
+  baseUrl: string;
+  dir: string;
+  spoolDir: string;
+  storeDir: string;
+  logFile: string;
+  proc: ChildProcess;
+  /** Resolves with the exit code (or signal name) when the process ends. */
+  exited: Promise<number | string>;
+  alive(): boolean;
+  scrape(): Promise<PromSample[]>;
+  /** Current RSS and CPU seconds, undefined once the process has gone. */
+  rss(): number | undefined;
+  cpuSeconds(): number | undefined;
+  /** The last lines the service logged. */
+  logTail(lines?: number): string;
+  /** SIGTERM, then SIGKILL after `timeoutMs`; resolves with the exit code or signal. */
+  stop(timeoutMs?: number): Promise<number | string>;
+}
+
+export async function startService(opts: ServiceOptions = {}): Promise<ChildService> {
+  const root = repoRoot();
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'lc3p-chaos-'));
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const env: Record<string, string> = {
+    // A clean environment: only what node needs, not whatever PORT/SHARDS the caller's shell has.
+    ...Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LC3_WASM'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
+    HOST: '127.0.0.1',
+    SPOOL_DIR: join(dir, 'spool'),
+    STORE_DIR: join(dir, 'store'),
+    LOG_LEVEL: 'warn',
+    DRAIN_TIMEOUT_S: '10',
+    ...opts.env,
+    PORT: String(port),
+  };
+  if (opts.faults) env.LC3_PUSHER_TEST_FAULTS = opts.faults;
+  if (opts.settings) {
+    env.SETTINGS_FILE = join(dir, 'settings.json');
+    writeFileSync(env.SETTINGS_FILE, JSON.stringify(opts.settings, null, 2));
+  }
+  const logFile = join(dir, 'service.log');
+  const log: WriteStream = createWriteStream(logFile);
+  const tail: string[] = [];
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), join(root, 'bin', 'lc3-pusher.js'), 'serve'], {
+    cwd: dir,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const onData = (chunk: Buffer) => {
+    log.write(chunk);
+    tail.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    tail.splice(0, Math.max(0, tail.length - 200));
+  };
+  proc.stdout!.on('data', onData);
+  proc.stderr!.on('data', onData);
+  let exitValue: number | string | undefined;
+  const exited = new Promise<number | string>((resolve) => {
+    proc.once('exit', (code, signal) => {
+      exitValue = (code ?? signal)!;
+      log.end();
+      resolve(exitValue);
+    });
+  });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const logTail = (lines = 20) => tail.slice(-lines).join('\n');
+  const readyMs = opts.readyTimeoutMs ?? 30000;
+  const deadline = Date.now() + readyMs;
+  for (;;) {
+    if (exitValue !== undefined) throw new Error(`service exited (${exitValue}) before it was ready:\n${logTail()}`);
+    const ok = await fetch(`${baseUrl}/readyz`, { signal: AbortSignal.timeout(1000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`service not ready after ${readyMs} ms:\n${logTail()}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const pid = proc.pid!;
+  return {
+    pid,
+    port,
+    baseUrl,
+    dir,
+    spoolDir: env.SPOOL_DIR!,
+    storeDir: env.STORE_DIR!,
+    logFile,
+    proc,
+    exited,
+    alive: () => exitValue === undefined,
+    scrape: () => scrape(baseUrl),
+    rss: () => readProcStatus(pid)?.rss,
+    cpuSeconds: () => readProcCpu(pid),
+    logTail,
+    stop: async (timeoutMs = 20000) => {
+      if (exitValue !== undefined) return exitValue;
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+      const v = await exited;
+      clearTimeout(timer);
+      return v;
+    },
+  };
+}

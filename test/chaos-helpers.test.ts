@@ -1,0 +1,584 @@
+// Unit tests of the chaos harness's pure helpers: slope fit, /proc parsing, metrics parsing,
+// SVG chart, store audit, the run summary and its checks.
+import t from 'tap';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeLc3Header } from '../src/formats/lc3file.js';
+import { encodeWav } from '../src/formats/wav.js';
+import { axisRange, escapeXml, niceTicks, renderSvg } from '../scripts/lib/chart.js';
+import {
+  chart,
+  ciOptions,
+  ciVerdict,
+  describe,
+  evaluate,
+  groupsSpec,
+  sampleFrom,
+  summarize,
+  waitForStore,
+  type ChaosReport,
+  type Outcome,
+  type PhaseSpan,
+  type Sample,
+} from '../scripts/lib/chaos.js';
+import { topFunctions } from '../scripts/lib/cpuprofile.js';
+import type { LoadStats } from '../scripts/lib/loadgen.js';
+import { parseProcStat, parseProcStatus, readProcCpu, readProcStatus, readThreadsCpu } from '../scripts/lib/proc.js';
+import { histogramBuckets, metricBy, metricMax, metricSum, parseMetrics, quantileBetween, scrape } from '../scripts/lib/prom.js';
+import { fitLine, fmtBytes, mean, median, MiB, percentile, table } from '../scripts/lib/stats.js';
+import { nextStreams } from '../scripts/lib/steps.js';
+import { auditStore, compareAudio } from '../scripts/lib/store-audit.js';
+import { createServer } from 'node:http';
+import { sinkConfig, startSink } from '../scripts/lib/sink.js';
+
+t.test('least-squares slope', async (t) => {
+  const f = fitLine([0, 1, 2, 3], [1, 3, 5, 7]);
+  t.equal(f.slope, 2);
+  t.equal(f.intercept, 1);
+  t.equal(f.r2, 1);
+  t.equal(f.n, 4);
+  const noisy = fitLine([0, 1, 2, 3, 4], [10, 12, 9, 13, 11]);
+  t.ok(noisy.r2 > 0 && noisy.r2 < 1, 'r² between 0 and 1 for noisy data');
+  t.equal(f.slopeStdErr, 0, 'a perfect line: no error');
+  t.ok(noisy.slopeStdErr > 0.3 && noisy.slopeStdErr < 1, `standard error of a noisy slope (${noisy.slopeStdErr})`);
+  t.equal(fitLine([0, 1], [0, 5]).slopeStdErr, 0, 'two points: no error estimate');
+  t.same(fitLine([], []), { slope: 0, intercept: 0, r2: 0, slopeStdErr: 0, n: 0 });
+  t.same(fitLine([5, 5], [1, 3]), { slope: 0, intercept: 2, r2: 0, slopeStdErr: 0, n: 2 }, 'one distinct x: no slope');
+  t.equal(fitLine([0, 1, 2], [4, 4, 4]).r2, 0, 'flat y: r² 0');
+  t.throws(() => fitLine([1], []), /1 x values but 0 y values/);
+});
+
+t.test('mean, percentiles, formatting, tables', async (t) => {
+  t.ok(Number.isNaN(mean([])));
+  t.equal(mean([1, 2, 3]), 2);
+  t.ok(Number.isNaN(percentile([], 50)));
+  t.equal(median([5, 1, 3]), 3);
+  t.equal(median([1, 2, 3, 4]), 2.5);
+  t.equal(percentile([1, 2, 3, 4, 5], 100), 5);
+  t.equal(percentile([1, 2, 3, 4, 5], 150), 5, 'clamped');
+  t.equal(percentile([1, 2, 3, 4, 5], -5), 1, 'clamped');
+  t.equal(fmtBytes(512), '512 B');
+  t.equal(fmtBytes(2048), '2.0 KiB');
+  t.equal(fmtBytes(3 * MiB), '3.0 MiB');
+  t.equal(fmtBytes(-3 * MiB), '-3.0 MiB');
+  t.equal(fmtBytes(2 ** 31), '2.00 GiB');
+  t.equal(fmtBytes(NaN), 'NaN');
+  t.equal(table([]), '');
+  t.equal(table([['a', 'bb'], ['ccc', '1'], ['d'], []]), 'a    bb\n---  --\nccc   1\nd\n');
+});
+
+t.test('/proc parsing: current RSS (VmRSS), not the peak', async (t) => {
+  const status = 'Name:\tnode\nVmPeak:\t 999 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nThreads:\t11\nSigQ:\t0/1\n';
+  t.same(parseProcStatus(status), { rss: 102400 * 1024, rssPeak: 204800 * 1024, threads: 11 });
+  t.ok(Number.isNaN(parseProcStatus('Name:\tx\n').rss), 'missing VmRSS (a zombie) is NaN');
+  // comm with spaces and parentheses; utime 250, stime 50 ticks.
+  const stat = '1234 (node (x) y) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 11 0';
+  t.equal(parseProcStat(stat).cpuSeconds, 3);
+  t.equal(parseProcStat(stat, 50).cpuSeconds, 6);
+  t.throws(() => parseProcStat('garbage'), /not a \/proc/);
+  t.throws(() => parseProcStat('1 (x) S 1 2'), /not a \/proc/);
+  const self = readProcStatus(process.pid)!;
+  t.ok(self.rss > 1e6 && self.rss <= self.rssPeak, 'this process: RSS ≤ peak');
+  t.ok(readProcCpu(process.pid)! > 0);
+  const threads = readThreadsCpu(process.pid);
+  t.ok(threads[process.pid]! >= 0, 'main thread tid = pid');
+  t.equal(readProcStatus(2 ** 22 + 7), undefined, 'gone process');
+  t.equal(readProcCpu(2 ** 22 + 7), undefined);
+  t.same(readThreadsCpu(2 ** 22 + 7), {});
+});
+
+const EXPOSITION = `# HELP pusher_sessions_active Open sessions
+# TYPE pusher_sessions_active gauge
+pusher_sessions_active{shard="0"} 3
+pusher_sessions_active{shard="1"} 4
+nodejs_heap_size_used_bytes 1.5e6
+pusher_rejected_total{reason="bad \\"x\\"\\\\y\\nz"} 2 1700000000000
+weird_inf +Inf
+weird_ninf -Inf
+weird_nan NaN
+not a metric line at all {
+pusher_decode_latency_seconds_bucket{shard="0",le="0.001"} 10
+pusher_decode_latency_seconds_bucket{shard="0",le="0.002"} 20
+pusher_decode_latency_seconds_bucket{shard="0",le="+Inf"} 20
+pusher_decode_latency_seconds_bucket{shard="1",le="0.001"} 0
+pusher_decode_latency_seconds_bucket{shard="1",le="0.002"} 0
+pusher_decode_latency_seconds_bucket{shard="1",le="+Inf"} 0
+pusher_decode_latency_seconds_bucket{shard="1"} 99
+`;
+
+t.test('metrics parsing and queries', async (t) => {
+  const m = parseMetrics(EXPOSITION);
+  t.equal(metricSum(m, 'pusher_sessions_active'), 7);
+  t.equal(metricSum(m, 'pusher_sessions_active', { shard: '1' }), 4);
+  t.equal(metricSum(m, 'pusher_sessions_active', { shard: '9' }), undefined);
+  t.equal(metricSum(m, 'absent'), undefined);
+  t.equal(metricSum(m, 'nodejs_heap_size_used_bytes'), 1.5e6);
+  t.same(m.find((s) => s.name === 'pusher_rejected_total')!.labels, { reason: 'bad "x"\\y\nz' }, 'escapes undone');
+  t.same(metricBy(m, 'pusher_sessions_active', 'shard'), { '0': 3, '1': 4 });
+  t.same(metricBy(m, 'nodejs_heap_size_used_bytes', 'shard'), { '': 1.5e6 });
+  t.equal(metricMax(m, 'pusher_sessions_active'), 4);
+  t.equal(metricMax(m, 'absent'), undefined);
+  t.equal(metricSum(m, 'weird_inf'), Infinity);
+  t.equal(metricSum(m, 'weird_ninf'), -Infinity);
+  t.ok(Number.isNaN(metricSum(m, 'weird_nan')!));
+  t.notOk(m.some((s) => s.name === 'not'), 'malformed line skipped');
+  const after = histogramBuckets(m, 'pusher_decode_latency_seconds');
+  t.same(after, [[0.001, 10], [0.002, 20], [Infinity, 20]], 'buckets summed over shards, sorted, le-less sample ignored');
+  const before: [number, number][] = [[0.001, 5], [0.002, 5], [Infinity, 5]];
+  // Between the scrapes: 5 observations ≤ 1 ms and 10 in (1, 2] ms.
+  t.equal(quantileBetween(before, after, 0.99), 0.002);
+  t.equal(quantileBetween(before, after, 0.2), 0.001);
+  t.equal(quantileBetween([], after, 0.5), 0.001, 'no earlier scrape: everything counts');
+  t.equal(quantileBetween(before, after, 0.5, true), 0.001 + (0.001 * (7.5 - 5)) / 10, 'interpolated inside the bucket');
+  t.equal(quantileBetween([], [[1, 0], [2, 4]], 0.5, true), 1.5, 'empty lower bucket');
+  t.equal(quantileBetween([], [[Infinity, 3]], 0.5, true), Infinity, 'no interpolation into +Inf');
+  t.equal(quantileBetween(after, after, 0.99), undefined, 'nothing observed');
+  t.equal(quantileBetween([], [], 0.99), undefined);
+});
+
+t.test('scrape over HTTP', async (t) => {
+  let status = 200;
+  const srv = createServer((_req, res) => {
+    res.writeHead(status);
+    res.end('x_total 5\n');
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => srv.close());
+  const base = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
+  t.same(await scrape(base), [{ name: 'x_total', labels: {}, value: 5 }]);
+  status = 500;
+  await t.rejects(scrape(base), /HTTP 500/);
+});
+
+t.test('SVG chart', async (t) => {
+  t.same(niceTicks(0, 10, 5), [0, 2, 4, 6, 8, 10]);
+  t.same(niceTicks(0, 1, 4), [0, 0.5, 1]);
+  t.same(niceTicks(3, 3), [3], 'empty range');
+  t.same(niceTicks(0, 95, 5), [0, 20, 40, 60, 80]);
+  t.same(axisRange([]), [0, 1]);
+  t.same(axisRange([NaN]), [0, 1]);
+  t.same(axisRange([0, 0]), [0, 1]);
+  t.same(axisRange([12, 95]), [0, 100]);
+  t.same(axisRange([-5, 5]), [-5, 6]);
+  t.equal(escapeXml(`<a & "b" 'c'>`), '&lt;a &amp; &quot;b&quot; &apos;c&apos;&gt;');
+  const svg = renderSvg({
+    title: 'RSS <test>',
+    subtitle: 'sub & title',
+    xLabel: 'time (s)',
+    leftLabel: 'MB',
+    rightLabel: 'count',
+    phases: [{ name: 'load', start: 1, end: 3, color: '#cfe5ff' }],
+    series: [
+      { name: 'RSS', axis: 'left', color: 'red', points: [[0, 80], [1, 82], [2, NaN], [3, 81]] },
+      { name: 'tasks', axis: 'right', color: 'green', dashed: true, points: [[0, 0], [3, 12000]] },
+      { name: 'empty', axis: 'left', color: 'blue', points: [] },
+    ],
+  });
+  t.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  t.match(svg, /RSS &lt;test&gt;/);
+  t.match(svg, /sub &amp; title/);
+  t.match(svg, /<path d="M[^"]*L[^"]* M/, 'a NaN breaks the line into two pieces');
+  t.match(svg, /stroke-dasharray/);
+  t.match(svg, />1\.5e\+4</, 'large ticks in exponent notation');
+  t.match(svg, />count</, 'right axis label');
+  t.match(svg, /<\/svg>\n$/);
+  const bare = renderSvg({ title: 'x', xLabel: 'x', leftLabel: 'y', series: [{ name: 's', axis: 'right', color: 'red', points: [[5, 1]] }] });
+  t.match(bare, /\(right axis\)/, 'legend names the right axis even without a label');
+  t.notMatch(bare, /rotate\(90/, 'no right axis label when none given');
+  t.match(renderSvg({ title: 'x', xLabel: 'x', leftLabel: 'y', series: [] }), /<\/svg>/, 'no data at all');
+});
+
+t.test('CPU profile summary', async (t) => {
+  const p = {
+    nodes: [
+      { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: -1 } },
+      { id: 2, callFrame: { functionName: '(idle)', url: '', lineNumber: -1 } },
+      { id: 3, callFrame: { functionName: 'push', url: 'file:///x/dist/src/server/connection.js', lineNumber: 9 } },
+      { id: 4, callFrame: { functionName: '', url: 'file:///x/a.js', lineNumber: 0 } },
+    ],
+    samples: [2, 3, 3, 4, 99],
+    timeDeltas: [1000, 1000, 1000, 1000],
+  };
+  const r = topFunctions(p, 5);
+  t.equal(r.totalMs, 4);
+  t.equal(r.idlePct, 25);
+  t.same(r.top[0], { name: 'push server/connection.js:10', selfPct: 50 });
+  t.same(r.top[1], { name: '(anonymous) x/a.js:1', selfPct: 25 });
+  t.same(r.top[2], { name: '(anonymous)', selfPct: 0 }, 'unknown node id, no time delta');
+  t.same(topFunctions({ nodes: [], samples: [], timeDeltas: [] }), { top: [], idlePct: 0, totalMs: 0 });
+});
+
+t.test('capacity search: doubling, then bisection', async (t) => {
+  const o = { start: 100, max: 1600, resolution: 100 };
+  t.equal(nextStreams([], o), 100);
+  t.equal(nextStreams([{ n: 100, pass: true }], o), 200);
+  t.equal(nextStreams([{ n: 1600, pass: true }], o), undefined, 'max reached');
+  t.equal(nextStreams([{ n: 1000, pass: true }], o), 1600, 'capped at max');
+  t.equal(nextStreams([{ n: 400, pass: true }, { n: 800, pass: false }], o), 600);
+  t.equal(nextStreams([{ n: 600, pass: true }, { n: 800, pass: false }], o), 700);
+  t.equal(nextStreams([{ n: 600, pass: true }, { n: 700, pass: false }], o), undefined, 'resolution reached');
+  t.equal(nextStreams([{ n: 100, pass: false }], o), undefined, 'first step fails at the resolution');
+  t.equal(nextStreams([{ n: 400, pass: false }], o), 200, 'first step fails: bisect down from it');
+  t.equal(nextStreams([{ n: 200, pass: true }, { n: 301, pass: false }], o), 300, 'rounded to the resolution, strictly inside');
+});
+
+function lc3Object(frames: number, frameBytes = 30): Buffer {
+  const head = writeLc3Header({ frameUs: 10000, sampleRate: 16000, bitrate: 24000, channels: 1, nsamples: frames * 160 });
+  const body = Buffer.alloc(frames * (2 + frameBytes));
+  for (let i = 0; i < frames; i++) body.writeUInt16LE(frameBytes, i * (2 + frameBytes));
+  return Buffer.concat([head, body]);
+}
+
+function plantStore(dir: string): void {
+  const put = (rel: string, data: Buffer, committed = true) => {
+    mkdirSync(join(dir, 'chunks', ...rel.split('/').slice(0, -1)), { recursive: true });
+    writeFileSync(join(dir, 'chunks', rel), data);
+    if (committed) writeFileSync(join(dir, 'chunks', `${rel}.meta.json`), '{}');
+  };
+  put('dev0/_/1700000000.000.lc3', lc3Object(100));
+  put('dev0/_/1700000060.000.lc3', lc3Object(50));
+  put('dev1/_/1700000000.000.lc3', lc3Object(7));
+  put('omi0/conv-omi0/1700000000.000.wav', encodeWav(8000, 1, new Int16Array(8000)));
+  put('dev1/_/1700000099.000.lc3', lc3Object(3), false);
+  put('dev1/_/.1700000099.000.lc3.abc.tmp', Buffer.from('partial'), false);
+  put('dev1/_/notes.txt', Buffer.from('x'));
+  put('dev2/_/1700000000.000.lc3', Buffer.from('not an lc3 file at all, definitely'));
+  mkdirSync(join(dir, 'chunks', '.hidden'), { recursive: true });
+}
+
+t.test('store audit: frames per uid/conversation, committed objects only', async (t) => {
+  const dir = t.testdir();
+  t.same(auditStore(dir), { objects: 0, uncommitted: 0, perKey: {}, errors: [] }, 'no chunks/ directory: empty');
+  plantStore(dir);
+  const a = auditStore(dir);
+  t.equal(a.objects, 4);
+  t.equal(a.uncommitted, 1);
+  t.same(a.perKey['dev0/_'], { kind: 'lc3', frames: 150, bytes: 4500 });
+  t.same(a.perKey['dev1/_'], { kind: 'lc3', frames: 7, bytes: 210 });
+  t.same(a.perKey['omi0/conv-omi0'], { kind: 'pcm', frames: 8000, bytes: 16000 });
+  t.equal(a.errors.length, 1);
+  t.match(a.errors[0], /chunks\/dev2\/_\/1700000000\.000\.lc3: not an \.lc3 file/);
+});
+
+t.test('sent vs stored comparison', async (t) => {
+  const sent = { 'a/_': { kind: 'lc3' as const, frames: 100, bytes: 3000 }, 'b/c': { kind: 'pcm' as const, frames: 8000, bytes: 16000 } };
+  t.same(compareAudio(sent, {}, sent), { ok: true, keys: 2, sentFrames: 8100, storedFrames: 8100, mismatches: [] });
+  const lossy = compareAudio(sent, {}, { 'a/_': { kind: 'lc3', frames: 90, bytes: 2700 } });
+  t.notOk(lossy.ok);
+  t.same(lossy.mismatches, ['a/_: sent 100 frames, stored 90 (lost 10)', 'b/c: sent 8000 samples, stored 0 (lost 8000)']);
+  const unsure = { 'a/_': { kind: 'lc3' as const, frames: 5, bytes: 150 } };
+  t.ok(compareAudio({ 'a/_': sent['a/_'] }, unsure, { 'a/_': { kind: 'lc3', frames: 95, bytes: 2850 } }).ok, 'within the uncertain margin');
+  t.same(compareAudio({ 'a/_': sent['a/_'] }, unsure, { 'a/_': { kind: 'lc3', frames: 94, bytes: 2820 } }).mismatches, ['a/_: sent 100 frames, stored 94 (lost 1; 5 more uncertain)']);
+  t.same(compareAudio({}, {}, { 'x/_': { kind: 'lc3', frames: 3, bytes: 90 } }).mismatches, ['x/_: stored 3 frames, sent only 0 (+3)'], 'stored more than sent (duplicates)');
+});
+
+function sample(t: number, phase: Sample['phase'], rssMb: number, over: Partial<Sample> = {}): Sample {
+  return {
+    t,
+    phase,
+    rss: rssMb * MiB,
+    mainHeap: 10 * MiB,
+    shardHeap: 20 * MiB,
+    shardHeaps: { '0': 10 * MiB, '1': 10 * MiB },
+    sessions: phase === 'load' || phase === 'warmup' ? 10 : 0,
+    tasks: 0,
+    decoders: 0,
+    slots: 0,
+    ringBytes: 0,
+    paused: 0,
+    queueDrops: NaN,
+    spoolBytes: NaN,
+    framesDecoded: 0,
+    audioBytesReceived: 0,
+    rejected: 0,
+    shardRestarts: 0,
+    clients: 0,
+    messagesSent: 0,
+    ...over,
+  };
+}
+
+function run(): { samples: Sample[]; phases: PhaseSpan[] } {
+  const samples: Sample[] = [];
+  for (let i = 0; i < 3; i++) samples.push(sample(i, 'idle', 80));
+  for (let i = 3; i < 9; i++) samples.push(sample(i, 'warmup', 80 + (i - 3) * 4));
+  for (let i = 9; i < 69; i++) samples.push(sample(i, 'load', 100 + (i - 9) / 60, { paused: i === 20 ? 3 : 0 }));
+  samples.push(sample(69, 'cooldown', 101, { sessions: 2 }));
+  for (let i = 70; i < 75; i++) samples.push(sample(i, 'cooldown', 101));
+  return {
+    samples,
+    phases: [
+      { name: 'idle', start: 0, end: 3 },
+      { name: 'warmup', start: 3, end: 9 },
+      { name: 'load', start: 9, end: 69 },
+      { name: 'cooldown', start: 69, end: 75 },
+    ],
+  };
+}
+
+function loadStats(over: Partial<LoadStats> = {}): LoadStats {
+  return {
+    elapsedS: 60,
+    clients: 10,
+    connected: 0,
+    connects: 12,
+    reconnects: 2,
+    connectFailures: 0,
+    closes: 10,
+    kills: 2,
+    serverCloses: {},
+    closeReasons: {},
+    errors: {},
+    messages: 6000,
+    controlMessages: 0,
+    lc3Frames: 6000,
+    pcmBytes: 0,
+    audioBytes: 180000,
+    perKey: { 'dev0/_': { kind: 'lc3', frames: 6000, bytes: 180000 } },
+    uncertain: { frames: 0, bytes: 0, perKey: {} },
+    acks: { messages: 0, frames: 0 },
+    replies: 0,
+    lateMessages: 0,
+    blockedTicks: 0,
+    loopDelayP99Ms: 1.5,
+    loopDelayMaxMs: 3,
+    ...over,
+  };
+}
+
+t.test('summary of a run: plateau, slope, final counts', async (t) => {
+  const { samples, phases } = run();
+  const f = summarize(samples, phases);
+  t.equal(f.baselineRss, 80 * MiB);
+  t.equal(f.warmupPlateauRss, 98 * MiB, 'median of the last third of the warm-up');
+  t.ok(Math.abs(f.slopeMbPerMin - 1) < 1e-9, `slope 1 MB/min (got ${f.slopeMbPerMin})`);
+  t.ok(f.slopeR2 > 0.99);
+  t.equal(f.slopeWindowS, 59);
+  t.equal(f.finalRss, 101 * MiB);
+  t.equal(f.growthAfterCooldown, 3 * MiB);
+  t.equal(f.growthVsBaseline, 21 * MiB);
+  t.ok(f.peakRss >= 100.98 * MiB);
+  t.equal(f.secondsToZero, 1, 'first all-zero cooldown sample, after the load ended');
+  t.equal(f.maxPaused, 3);
+  t.ok(Number.isNaN(f.queueDrops));
+  t.same(f.final, { sessions: 0, tasks: 0, decoders: 0, slots: 0, ringBytes: 0, paused: 0 });
+  const leaky = samples.map((s) => (s.phase === 'cooldown' ? { ...s, decoders: 5 } : s));
+  t.ok(Number.isNaN(summarize(leaky, phases).secondsToZero), 'never back to zero');
+  const empty = summarize([], []);
+  t.ok(Number.isNaN(empty.peakRss) && Number.isNaN(empty.final.sessions) && Number.isNaN(empty.secondsToZero));
+  t.equal(empty.slopeWindowS, 0);
+});
+
+t.test('sampleFrom: one scrape → one sample', async (t) => {
+  const m = parseMetrics(`pusher_sessions_active{shard="0"} 2
+pusher_sessions_active{shard="1"} 3
+pusher_shard_heap_bytes{shard="0"} 100
+pusher_shard_heap_bytes{shard="1"} 200
+nodejs_heap_size_used_bytes 50
+pusher_session_tasks_active{shard="0"} 1
+`);
+  const s = sampleFrom(m, 1234, 7, 'load', { connected: 4, messages: 99 });
+  t.equal(s.sessions, 5);
+  t.equal(s.shardHeap, 300);
+  t.same(s.shardHeaps, { '0': 100, '1': 200 });
+  t.equal(s.mainHeap, 50);
+  t.equal(s.tasks, 1);
+  t.equal(s.rss, 1234);
+  t.equal(s.clients, 4);
+  t.equal(s.messagesSent, 99);
+  t.ok(Number.isNaN(s.decoders), 'absent metric: NaN');
+  const bare = sampleFrom([], undefined, 0, 'idle');
+  t.ok(Number.isNaN(bare.rss));
+  t.equal(bare.clients, 0);
+});
+
+const bounds = { slopeMbPerMin: 2, cooldownGrowthMb: 30 };
+
+function outcome(over: Partial<Outcome> = {}): Outcome {
+  const { samples, phases } = run();
+  return {
+    figures: summarize(samples, phases),
+    load: loadStats(),
+    framesDecoded: 6000,
+    audioBytesReceived: 180000,
+    rejected: 0,
+    shardRestarts: 0,
+    crashed: false,
+    exit: 0,
+    store: { skipped: 'no spool in this build' },
+    ...over,
+  };
+}
+
+t.test('checks of a healthy run pass', async (t) => {
+  const checks = evaluate(outcome(), bounds);
+  t.same(
+    checks.map((c) => [c.name, c.ok]),
+    [
+      ['rss-slope', true],
+      ['rss-after-cooldown', true],
+      ['leftovers', true],
+      ['frames-decoded', true],
+      ['audio-received', true],
+      ['frames-stored', true],
+      ['no-server-closes', true],
+      ['service-healthy', true],
+    ],
+  );
+  t.equal(checks[5]!.skipped, true);
+  t.match(checks[5]!.detail, /skipped: no spool/);
+  t.match(checks[2]!.detail, /zero 1\.0 s after the load ended/);
+});
+
+t.test('each check flags its failure', async (t) => {
+  const o = outcome();
+  const fail = (over: Partial<Outcome>, name: string, detail: RegExp) => {
+    const c = evaluate({ ...o, ...over }, bounds).find((x) => x.name === name)!;
+    t.notOk(c.ok, `${name} fails`);
+    t.match(c.detail, detail);
+  };
+  fail({ figures: { ...o.figures, slopeMbPerMin: 5 } }, 'rss-slope', /5\.00 ± 0\.00 MB\/min/);
+  const noisy = evaluate({ ...o, figures: { ...o.figures, slopeMbPerMin: 5, slopeStdErr: 2 } }, bounds).find((c) => c.name === 'rss-slope')!;
+  t.ok(noisy.ok, 'above the bound, but not beyond two standard errors');
+  t.match(noisy.detail, /5\.00 ± 4\.00 MB\/min/);
+  fail({ figures: { ...o.figures, slopeMbPerMin: NaN } }, 'rss-slope', /NaN/);
+  fail({ figures: { ...o.figures, growthAfterCooldown: 31 * MiB } }, 'rss-after-cooldown', /\+31\.0 MB; bound \+30 MB/);
+  fail({ figures: { ...o.figures, growthAfterCooldown: NaN } }, 'rss-after-cooldown', /NaN/);
+  fail({ figures: { ...o.figures, final: { ...o.figures.final, decoders: 40, tasks: 3 } } }, 'leftovers', /tasks=3, decoders=40/);
+  fail({ framesDecoded: 5999 }, 'frames-decoded', /sent 6000, decoded 5999/);
+  fail({ framesDecoded: 6001 }, 'frames-decoded', /decoded 6001/);
+  fail({ audioBytesReceived: 1 }, 'audio-received', /received by the service 1$/);
+  fail({ rejected: 2 }, 'no-server-closes', /closed by the server: none; rejected 2/);
+  fail({ load: loadStats({ serverCloses: { '1013': 2, '1006': 1 }, closeReasons: { '1013': 'server overloaded' } }) }, 'no-server-closes', /1006×1, 1013×2 \("server overloaded"\)/);
+  fail({ load: loadStats({ connectFailures: 1 }) }, 'no-server-closes', /failed connects 1/);
+  fail({ crashed: true, exit: 'SIGKILL' }, 'service-healthy', /service died during the run; .*SIGKILL/);
+  fail({ shardRestarts: 1 }, 'service-healthy', /shard restarts 1/);
+  fail({ exit: 1 }, 'service-healthy', /exit on SIGTERM: 1/);
+  const zeroUnknown = evaluate({ ...o, figures: { ...o.figures, secondsToZero: NaN } }, bounds).find((c) => c.name === 'leftovers')!;
+  t.match(zeroUnknown.detail, /zero \? after/);
+  // Uncertain audio (our own kills) widens the margin, not more.
+  const unsure = loadStats({ uncertain: { frames: 3, bytes: 90, perKey: {} } });
+  const within = evaluate({ ...o, load: unsure, framesDecoded: 5997, audioBytesReceived: 179910 }, bounds);
+  t.ok(within.find((c) => c.name === 'frames-decoded')!.ok);
+  t.match(within.find((c) => c.name === 'frames-decoded')!.detail, /3 uncertain/);
+  t.match(within.find((c) => c.name === 'audio-received')!.detail, /90 uncertain/);
+  t.ok(within.find((c) => c.name === 'audio-received')!.ok);
+});
+
+t.test('frames-stored check when the store holds the audio', async (t) => {
+  const o = outcome();
+  const totals = { objects: 2, uncommitted: 0, perKey: { 'dev0/_': { kind: 'lc3' as const, frames: 6000, bytes: 180000 } }, errors: [] };
+  const ok = evaluate({ ...o, store: { totals, waitedS: 1 } }, bounds).find((c) => c.name === 'frames-stored')!;
+  t.ok(ok.ok);
+  t.match(ok.detail, /1 uid\/conversation streams: sent 6000 frames\/samples, stored 6000 in 2 objects$/);
+  const lost = evaluate({ ...o, store: { totals: { ...totals, uncommitted: 1, perKey: {}, errors: ['chunks/x: bad'] } } }, bounds).find((c) => c.name === 'frames-stored')!;
+  t.notOk(lost.ok);
+  t.match(lost.detail, /1 uncommitted; 2 problem\(s\): dev0\/_: sent 6000 frames, stored 0 \(lost 6000\); chunks\/x: bad/);
+});
+
+t.test('report text, chart and CI verdict', async (t) => {
+  const { samples, phases } = run();
+  const o = outcome();
+  const checks = evaluate(o, bounds);
+  const ci = ciOptions('/tmp/x');
+  const r: ChaosReport = {
+    ...o,
+    name: 'unit',
+    sink: { requests: { '/transcript': 3 }, bytes: 10 },
+    options: { ...ci.real },
+    phases,
+    samples,
+    checks,
+    passed: true,
+    files: { json: 'a.json', svg: 'a.svg', serviceLog: 'svc.log' },
+  };
+  const text = describe(r).join('\n');
+  t.match(text, /== unit: PASS/);
+  t.match(text, /\+3\.0 MiB vs plateau, \+21\.0 MiB vs idle/);
+  t.match(text, /\[skip\] frames-stored/);
+  t.match(text, /\[ ok \] rss-slope/);
+  t.match(text, /slow sink .* received: \{"\/transcript":3\}/);
+  const failed = { ...r, sink: undefined, passed: false, checks: evaluate({ ...o, framesDecoded: 1 }, bounds), figures: { ...r.figures, growthAfterCooldown: -MiB, growthVsBaseline: -MiB } };
+  const ftext = describe(failed).join('\n');
+  t.match(ftext, /== unit: FAIL/);
+  t.match(ftext, /\[FAIL\] frames-decoded/);
+  t.match(ftext, /-1\.0 MiB vs plateau, -1\.0 MiB vs idle/);
+  t.notMatch(ftext, /slow sink/);
+  const svg = chart(r);
+  t.match(svg, /device×40 \+ device×4 \+ omi-leak1×6 \+ omi-leak2×3/);
+  t.match(svg, /all checks passed/);
+  t.match(chart(failed), /FAILED: frames-decoded<\/text>/, 'the failed checks are named on the chart');
+  t.match(chart(failed), /-1\.0 MB vs warm-up plateau/);
+
+  const leaked = { checks: evaluate({ ...o, figures: { ...o.figures, final: { ...o.figures.final, decoders: 9 } } }, bounds) };
+  t.same(ciVerdict(r, leaked), { ok: true, messages: [] });
+  const v = ciVerdict(failed, r);
+  t.notOk(v.ok);
+  t.match(v.messages[0], /real service failed frames-decoded/);
+  t.match(v.messages[1], /positive control \(leak_on_close\) NOT flagged/);
+  t.match(ciVerdict(r, { checks: [] }).messages[0], /no leftovers check/);
+  const env = ciOptions('/tmp/x', () => {}, { X: '1' });
+  t.equal(env.real.childEnv!.X, '1');
+  t.equal(env.control.faults, 'leak_on_close');
+});
+
+t.test('waiting for the store', async (t) => {
+  const load = { perKey: { 'dev0/_': { kind: 'lc3' as const, frames: 150, bytes: 4500 } }, uncertain: { frames: 0, bytes: 0, perKey: {} } };
+  const none = async () => [];
+  t.same(await waitForStore({ scrape: none, storeDir: t.testdir(), load, sync: false, waitS: 1 }), { skipped: 'private cloud sync is off for this run (--sync off)' });
+  // Empty store, no durable metric: skipped once quiet.
+  const empty = await waitForStore({ scrape: none, storeDir: t.testdir(), load, sync: true, waitS: 5, settleMs: 0, pollMs: 10 });
+  t.match(empty.skipped, /no pusher_audio_bytes_durable_total metric/);
+  // Empty store but the service has a durable spool: the check runs (and will fail on the loss).
+  const durable = async () => parseMetrics('pusher_audio_bytes_durable_total 0\npusher_spool_bytes 0\n');
+  const d = await waitForStore({ scrape: durable, storeDir: t.testdir(), load, sync: true, waitS: 5, settleMs: 0, pollMs: 10 });
+  t.equal(d.skipped, undefined);
+  t.equal(d.totals!.objects, 0);
+  // Scrape failures are tolerated; a store that already holds everything returns at once.
+  const dir = t.testdir({ chunks: { dev0: { _: { 'a.lc3': lc3Object(150), 'a.lc3.meta.json': '{}' } } } });
+  const t1 = Date.now();
+  const full = await waitForStore({ scrape: () => Promise.reject(new Error('down')), storeDir: dir, load, sync: true, waitS: 5, pollMs: 10 });
+  t.same(full.totals!.perKey, load.perKey);
+  t.ok(Date.now() - t1 < 2000, 'no waiting once everything is there');
+  // Spool never empties: bounded by waitS.
+  const busy = async () => parseMetrics('pusher_spool_bytes 100\n');
+  const t0 = Date.now();
+  const b = await waitForStore({ scrape: busy, storeDir: t.testdir(), load, sync: true, waitS: 0.2, settleMs: 0, pollMs: 20 });
+  t.ok(Date.now() - t0 >= 200);
+  t.ok(b.waitedS! >= 0.2);
+});
+
+t.test('client groups on the command line', async (t) => {
+  t.equal(groupsSpec([{ workload: 'device', clients: 5 }, { workload: 'device', clients: 2, ack: true, rate: Infinity }, { workload: 'omi-leak1', clients: 3, rate: 20 }]), 'device:5,device+ack:2@max,omi-leak1:3@20');
+  t.throws(() => groupsSpec([{ workload: 'device', clients: 1, uidPrefix: 'x' }]), /in-process/);
+});
+
+t.test('slow sink: answers late, echoes the conversation, counts requests', async (t) => {
+  const sink = await startSink([50, 50]);
+  const t0 = Date.now();
+  const res = await fetch(`${sink.url}/process-conversation?x=1`, { method: 'POST', body: JSON.stringify({ conversation_id: 'c1' }) });
+  t.ok(Date.now() - t0 >= 45, 'delayed');
+  t.same(await res.json(), { ok: true, conversation_id: 'c1' });
+  const raw = await fetch(`${sink.url}/audio-bytes`, { method: 'POST', body: new Uint8Array([1, 2, 3]) });
+  t.same(await raw.json(), { ok: true, conversation_id: null }, 'not JSON: nothing to echo');
+  const plain = await fetch(`${sink.url}/transcript`, { method: 'POST', body: JSON.stringify({ segments: [] }) });
+  t.same(await plain.json(), { ok: true, conversation_id: null });
+  t.same(sink.requests, { '/process-conversation': 1, '/audio-bytes': 1, '/transcript': 1 });
+  t.ok(sink.bytes > 20);
+  void fetch(`${sink.url}/slow`).catch(() => {}); // pending when the sink closes
+  await new Promise((r) => setTimeout(r, 20));
+  await sink.close();
+  const dflt = await startSink();
+  t.match(dflt.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  await dflt.close();
+  const c = sinkConfig('http://127.0.0.1:9', false);
+  t.same(c.env, { PROCESS_CONVERSATION_URL: 'http://127.0.0.1:9/process-conversation' });
+  t.same(c.settings, {
+    default: {
+      private_cloud_sync: false,
+      transcript_webhook: 'http://127.0.0.1:9/transcript',
+      audio_bytes_webhook: { url: 'http://127.0.0.1:9/audio-bytes', seconds: 5 },
+      audio_apps: ['http://127.0.0.1:9/audio-app'],
+    },
+  });
+});
