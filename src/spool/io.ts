@@ -1,0 +1,128 @@
+// The few file-system operations the spool uses, behind an interface so tests can inject faults
+// (EIO on fsync, ENOSPC on write, a link that fails) and check that nothing acknowledged is lost.
+import { constants, type Dirent } from 'node:fs';
+import { link, mkdir, open, readdir, readFile, rmdir, stat, unlink, rename } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { bumpObjectName } from './names.js';
+
+export interface SpoolFile {
+  /** Writes all of `data` at `position`. */
+  write(data: Uint8Array, position: number): Promise<void>;
+  datasync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface SpoolIo {
+  /** 'excl': create, fail with EEXIST if it exists; 'rw': open read-write, create if missing (never truncates). */
+  open(path: string, mode: 'excl' | 'rw'): Promise<SpoolFile>;
+  /** mkdir -p; returns the first directory created, undefined when it already existed. */
+  mkdirp(path: string): Promise<string | undefined>;
+  readFile(path: string): Promise<Buffer>;
+  readdir(path: string): Promise<Dirent[]>;
+  stat(path: string): Promise<{ size: number; ino: number; isFile(): boolean }>;
+  link(existing: string, newPath: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  /** fsync of a directory (makes created/removed entries durable). */
+  fsyncDir(path: string): Promise<void>;
+}
+
+class NodeFile implements SpoolFile {
+  constructor(private readonly fh: FileHandle) {}
+
+  async write(data: Uint8Array, position: number): Promise<void> {
+    let off = 0;
+    while (off < data.length) {
+      const { bytesWritten } = await this.fh.write(data, off, data.length - off, position + off);
+      off += bytesWritten;
+    }
+  }
+
+  datasync(): Promise<void> {
+    return this.fh.datasync();
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.fh.truncate(length);
+  }
+
+  close(): Promise<void> {
+    return this.fh.close();
+  }
+}
+
+export const nodeIo: SpoolIo = {
+  async open(path, mode) {
+    return new NodeFile(await open(path, mode === 'excl' ? 'wx+' : constants.O_RDWR | constants.O_CREAT, 0o644));
+  },
+  mkdirp: (path) => mkdir(path, { recursive: true }),
+  readFile: (path) => readFile(path),
+  readdir: (path) => readdir(path, { withFileTypes: true }),
+  stat: (path) => stat(path),
+  link: (a, b) => link(a, b),
+  rename: (a, b) => rename(a, b),
+  unlink: (path) => unlink(path),
+  rmdir: (path) => rmdir(path),
+  async fsyncDir(path) {
+    const fh = await open(path, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  },
+};
+
+export function errCode(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | null)?.code;
+}
+
+/** mkdir -p, then fsync every directory whose entries changed so the new path survives a crash. */
+export async function mkdirDurable(io: SpoolIo, dir: string): Promise<void> {
+  const first = await io.mkdirp(dir);
+  if (first === undefined) return;
+  const dirs: string[] = [];
+  for (let d = dir; ; d = dirname(d)) {
+    dirs.push(d);
+    if (d === first) break;
+  }
+  for (const d of [dirname(first), ...dirs.reverse()]) await io.fsyncDir(d);
+}
+
+/** Removes `dir` and then its parents while they are empty, stopping at `stop` (exclusive). */
+export async function pruneDirs(io: SpoolIo, dir: string, stop: string): Promise<void> {
+  for (let d = dir; d.length > stop.length && d.startsWith(stop); d = dirname(d)) {
+    try {
+      await io.rmdir(d);
+    } catch {
+      return; // not empty, already gone, or busy: someone else's business
+    }
+  }
+}
+
+/**
+ * Links `src` into `sealedRoot` under object name `name` (creating its directory durably),
+ * stepping the name's start by 1 ms while it is taken; returns the name used. Links never
+ * replace an existing file, so two writers can never seal onto the same name.
+ */
+export async function linkUnique(io: SpoolIo, sealedRoot: string, src: string, name: string): Promise<string> {
+  let last: unknown;
+  for (let missing = 0; missing <= 20; ) {
+    const target = join(sealedRoot, name);
+    await mkdirDurable(io, dirname(target));
+    try {
+      await io.link(src, target);
+      return name;
+    } catch (e) {
+      const code = errCode(e);
+      if (code === 'EEXIST') name = bumpObjectName(name);
+      else if (code === 'ENOENT') missing++; // the uploader removed the (empty) directory between mkdir and link
+      else throw e;
+      last = e;
+    }
+  }
+  throw last;
+}
