@@ -9,7 +9,7 @@ import { announceSealed } from '../src/spool/channel.js';
 import { chunkHeader } from '../src/spool/format.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { ShardSpool } from '../src/spool/shard-spool.js';
-import { audioMetadata, Uploader } from '../src/spool/uploader.js';
+import { audioMetadata, DueHeap, Uploader } from '../src/spool/uploader.js';
 
 const LC3 = { kind: 'lc3', frameUs: 10000, sampleRate: 16000, frameBytes: 30 } as const;
 const T0 = 1732623456789;
@@ -153,4 +153,16 @@ t.test('metadata of files that do not parse', async (t) => {
   t.same(await up.drain(10_000), { uploaded: 1, remaining: 0 });
   t.same((await store.stat('chunks/u/c/1.000.lc3'))!.metadata.codec, 'unknown', 'kept and uploaded anyway: never dropped');
   await up.close();
+});
+
+t.test('the retry heap hands out entries earliest first', async (t) => {
+  const h = new DueHeap();
+  const dues = [50, 10, 40, 10, 30, 20, 60, 0, 35];
+  for (const [i, dueAt] of dues.entries()) h.push({ name: `n${i}`, size: 0, attempts: 0, dueAt });
+  t.equal(h.size, dues.length);
+  t.equal(h.peek()!.dueAt, 0);
+  const out: number[] = [];
+  while (h.size > 0) out.push(h.pop().dueAt);
+  t.same(out, [...dues].sort((a, b) => a - b));
+  t.equal(h.peek(), undefined);
 });

@@ -58,15 +58,15 @@ export interface UploaderStats {
   consecutive_failures: number;
 }
 
-interface Entry {
+export interface Entry {
   name: string;
   size: number;
   attempts: number;
   dueAt: number;
 }
 
-/** Entries waiting for their retry time, earliest first. */
-class DueHeap {
+/** Entries waiting for their retry time, earliest first (a binary min-heap; exported for tests). */
+export class DueHeap {
   private readonly a: Entry[] = [];
 
   get size(): number {
