@@ -15,7 +15,7 @@
 // float semantics as the wasm (their outputs are bit-identical: the "same PCM" column checks it
 // on the benchmark input); "native -ffast-math" is liblc3's own release build.
 import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -185,9 +185,9 @@ async function benchConfig(cfg: Config, opts: { reps: number; seconds: number; m
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      reps: { type: 'string', default: '21' },
+      reps: { type: 'string', default: '31' },
       seconds: { type: 'string', default: '4' },
-      ms: { type: 'string', default: '30' },
+      ms: { type: 'string', default: '20' },
     },
   });
   const reps = Number(values.reps);
@@ -198,7 +198,10 @@ async function main(): Promise<void> {
   execFileSync('bash', [join(root, 'scripts/build-native.sh')], { stdio: 'inherit' });
   const version = readFileSync(join(root, 'wasm/.build/version'), 'utf8').trim();
   const wasm = wasmPath();
-  console.log(`liblc3 ${version} · ${wasm} (${readFileSync(wasm).length} bytes) · native: gcc -O3 · node ${process.version}`);
+  const cflags = existsSync(join(root, 'wasm/.build/cflags')) ? readFileSync(join(root, 'wasm/.build/cflags'), 'utf8').trim() : '?';
+  console.log(`liblc3 ${version} · node ${process.version}`);
+  console.log(`wasm: ${wasm} (${readFileSync(wasm).length} bytes), built with: ${cflags}`);
+  console.log('native: gcc -O3 -ffp-contract=off, and gcc -O3 -ffast-math (liblc3 release flags)');
   console.log(`µs per frame, median of ${reps} interleaved repetitions of ~${ms} ms, ${seconds} s of test audio\n`);
   const dir = mkdtempSync(join(tmpdir(), 'lc3-bench-'));
   const table: string[][] = [

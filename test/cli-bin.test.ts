@@ -1,9 +1,10 @@
-// The real executable: bin/lc3-pusher.js over a compiled build (what `npm run build:ts` makes,
-// compiled here into a scratch directory so the shared dist/ is left alone), run as a child
-// process. Bad input must end it with a non-zero exit code and exactly one line on stderr.
+// The real executable: bin/lc3-pusher.js over the compiled build, run as a child process. Bad
+// input must end it with a non-zero exit code and exactly one line on stderr. The build is the
+// repository's dist/ when `npm run build:ts` made it after the last source change (as `npm test`
+// does); otherwise the same compilation goes to a scratch directory, leaving the shared dist/ alone.
 import t from 'tap';
 import { execFile, execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { wavToLc3 } from '../src/codec/transcode.js';
@@ -13,17 +14,35 @@ import { testSignal } from './support/audio.js';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dir = t.testdir({ bin: {}, wasm: {}, nodist: { bin: {} } });
 
-// `npm run build:ts` into <dir>/dist. Other work in progress may not type-check at this moment;
-// tsc still emits JavaScript then, and only our own files need to be there.
-try {
-  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', join(dir, 'dist')], {
-    stdio: 'pipe',
-  });
-} catch (err) {
-  t.comment(`tsc reported errors (JavaScript emitted anyway): ${String((err as { stdout?: Buffer }).stdout ?? err).split('\n')[0]}`);
+/** Newest modification time of the TypeScript sources the build compiles. */
+function newestSource(d: string): number {
+  let newest = 0;
+  for (const e of readdirSync(d, { withFileTypes: true })) {
+    const p = join(d, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
+    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
 }
-copyFileSync(join(root, 'bin/lc3-pusher.js'), join(dir, 'bin/lc3-pusher.js'));
-copyFileSync(join(root, 'wasm/lc3.wasm'), join(dir, 'wasm/lc3.wasm'));
+const built = statSync(join(root, 'dist/src/cli.js'), { throwIfNoEntry: false })?.mtimeMs ?? 0;
+const fresh = built > Math.max(...['src', 'wasm', 'workers'].map((d) => newestSource(join(root, d))));
+
+let bin = join(root, 'bin/lc3-pusher.js');
+if (!fresh) {
+  // `npm run build:ts` into <dir>/dist. Work in progress elsewhere may not type-check at this
+  // moment; tsc still emits JavaScript then, and only our own files need to be there.
+  try {
+    execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', join(dir, 'dist')], {
+      stdio: 'pipe',
+    });
+  } catch (err) {
+    t.comment(`tsc reported errors (JavaScript emitted anyway): ${String((err as { stdout?: Buffer }).stdout ?? err).split('\n')[0]}`);
+  }
+  copyFileSync(join(root, 'bin/lc3-pusher.js'), join(dir, 'bin/lc3-pusher.js'));
+  copyFileSync(join(root, 'wasm/lc3.wasm'), join(dir, 'wasm/lc3.wasm'));
+  bin = join(dir, 'bin/lc3-pusher.js');
+}
+t.comment(fresh ? 'using the repository build (dist/ is current)' : 'dist/ is missing or stale: compiled into a scratch directory');
 copyFileSync(join(root, 'bin/lc3-pusher.js'), join(dir, 'nodist/bin/lc3-pusher.js'));
 
 const env = { ...process.env };
@@ -38,13 +57,12 @@ function run(bin: string, ...args: string[]): Promise<{ code: number | null; std
   });
 }
 
-const bin = join(dir, 'bin/lc3-pusher.js');
 const lc3 = wavToLc3(encodeWav(16000, 1, testSignal(16000, 1)), { bitrate: 32000, frameUs: 10000 });
 writeFileSync(join(dir, 'good.lc3'), lc3);
 writeFileSync(join(dir, 'bad.lc3'), Buffer.from('RIFF, not LC3 at all'));
 
 t.test('the build is there', async (t) => {
-  t.ok(existsSync(join(dir, 'dist/src/cli.js')), 'dist/src/cli.js emitted');
+  t.ok(existsSync(join(bin, '../../dist/src/cli.js')), 'dist/src/cli.js');
 });
 
 t.test('bad input: non-zero exit, one clear line', async (t) => {

@@ -103,15 +103,21 @@ tar -xf "$tarball" -C "$src" --strip-components=1
 #
 #    Float semantics: strict IEEE-754, no -ffast-math. With -ffast-math clang may reassociate
 #    liblc3's fast_exp2f (x + 0x1.8p20f − 0x1.8p20f) and decoded audio is off by hundreds of LSB:
-#    clang 14 only with -ffinite-math-only, clang 16 and 19 even with -fno-finite-math-only. Without
+#    clang 14 unless -fno-finite-math-only is given, clang 16, 19 and 22 even then (measured). Without
 #    it, clang computes every float operation in source order, exactly as gcc does natively: the
 #    wasm decodes and encodes bit-identically to native liblc3 built from the same source
 #    (scripts/build-native.sh), and no clang version can miscompile fast_exp2f. It costs ~1 % in
 #    decoding and ~3 % in encoding (measured against the -ffast-math build). -fno-finite-math-only
 #    stays as the guard should -ffast-math come back.
-#    -msimd128 lets clang vectorise the MDCT and filter loops.
+#
+#    No -msimd128: clang's auto-vectorised loops make decoding 4-7 % slower under V8 with clang 14
+#    and 16, for ~1 % faster encoding (clang 19: decoding even, encoding ~7 % faster). Also measured and not worth it:
+#    -O2 and -Os (same or slower), -fno-unroll-loops (3 % slower), -flto (encoding 15 % slower),
+#    wasm-opt -O3/-O4 (decoding ±2 %, encoding 5-13 % slower), -mnontrapping-fptoint and
+#    -msign-ext (within noise; the former would also make float→int overflow saturate where
+#    native x86 gives INT_MIN). clang 16, 19 and 22 (LC3_CLANG=clang-19 …) are within ±3 % of 14.
 cc="${LC3_CLANG:-clang}"
-cflags=(--target=wasm32 -std=c11 -O3 -fno-math-errno -fno-finite-math-only -mbulk-memory -msimd128)
+cflags=(--target=wasm32 -std=c11 -O3 -fno-math-errno -fno-finite-math-only -mbulk-memory)
 log "compiling liblc3 $version to wasm32 ($("$cc" --version | head -n1))"
 objs="$build/obj"
 rm -rf "$objs" && mkdir -p "$objs"
