@@ -20,7 +20,7 @@ const lc3 = wavToLc3(encodeWav(16000, 1, testSignal(16000, 0.2)), { bitrate: 240
 const frames = parseLc3File(lc3).frames;
 
 function init(over: Partial<SessionInit> = {}): SessionInit {
-  return { id: 1, uid: 'u1', endpoint: 'device', ack: false, conversationId: null, codec: 'lc3', sampleRate: 16000, frameUs: 10000, frameBytes: 30, ...over };
+  return { id: 1, uid: 'u1', endpoint: 'device', ack: false, conversationId: null, sync: false, codec: 'lc3', sampleRate: 16000, frameUs: 10000, frameBytes: 30, ...over };
 }
 
 function rig(opts: { jobs?: JobRunner; sink?: SessionSink; faultsAllowed?: boolean } = {}) {
@@ -117,7 +117,7 @@ t.test('protocol errors close only the offending session, with a code and reason
   r.core.drain();
   t.equal(r.events.length, bad.length);
   bad.forEach(([, , code, re], i) => {
-    const e = r.events.find((x) => x.slot === i) as Extract<ShardEvent, { t: 'close' }>;
+    const e = r.events.find((x) => 'slot' in x && x.slot === i) as Extract<ShardEvent, { t: 'close' }>;
     t.equal(e.code, code);
     t.match(e.reason, re);
   });

@@ -12,6 +12,10 @@ export interface ConnectionHooks {
   audioBytes(n: number): void;
   pausedDelta(d: number): void;
   closed(c: Connection): void;
+  /** True while the spool is full: no new record may enter a ring. */
+  spoolFull(): boolean;
+  /** Call flush() on this connection once the spool has room again. */
+  waitSpool(c: Connection): void;
   /** The server's idle-sweep counter (stamped per message; cheaper than reading the clock). */
   now(): number;
 }
@@ -141,22 +145,25 @@ export class Connection {
 
   private push(code: number, buf: Uint8Array, off: number, len: number): void {
     const arrival = Date.now();
-    if (this.pending.length === 0 && this.shard.write(this.slot, code, arrival, buf, off, len)) return;
-    // Ring full: keep the message (the Buffer ws gave us; no copy), stop reading the socket.
+    if (this.pending.length === 0 && !this.hooks.spoolFull() && this.shard.write(this.slot, code, arrival, buf, off, len)) return;
+    // Ring (or spool) full: keep the message (the Buffer ws gave us; no copy), stop reading the socket.
     this.pending.push({ code, arrival, buf, off, len });
     if (!this.paused) {
       this.paused = true;
       this.hooks.pausedDelta(1);
       this.ws.pause();
     }
-    this.shard.producer.markWaiting(this.slot);
-    // The shard may have drained between the failed write and markWaiting.
+    // The shard may have drained between the failed write and now.
     this.flush();
   }
 
-  /** Called when the shard reports it drained this slot. */
+  /** Called when the shard reports it drained this slot, or the spool has room again. */
   flush(): void {
     while (this.pending.length > 0) {
+      if (this.hooks.spoolFull()) {
+        this.hooks.waitSpool(this);
+        return;
+      }
       const p = this.pending[0]!;
       if (!this.shard.write(this.slot, p.code, p.arrival, p.buf, p.off, p.len)) {
         this.shard.producer.markWaiting(this.slot);

@@ -57,6 +57,9 @@ export class Metrics {
     this.perShard = perShard;
   }
 
+  /** Shard figures of the latest scrape (for collectors that derive their own metrics). */
+  lastShardStats: ShardStats[] = [];
+
   /** Audio bytes read since the last scrape: a plain add on the hot path, folded in at scrape. */
   pendingAudioBytes = 0;
 
@@ -75,6 +78,7 @@ export class Metrics {
   }
 
   private async refresh(stats: ShardStats[], shards: { shard: number; ringBytes: number; slots: number }[]): Promise<void> {
+    this.lastShardStats = stats;
     for (const s of shards) {
       const l = { shard: String(s.shard) };
       this.ringBytesUsed.set(l, s.ringBytes);

@@ -4,7 +4,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Config } from '../config.js';
-import type { Endpoint, ShardEvent } from '../session/protocol.js';
+import type { Endpoint, SessionInit, ShardEvent } from '../session/protocol.js';
+import type { SettingsProvider } from '../settings.js';
 import { maxRecordPayload } from '../shard/ring.js';
 import { Supervisor } from '../shard/supervisor.js';
 import type { ShardFaults } from '../shard/shard-core.js';
@@ -25,6 +26,12 @@ export interface ServerOptions {
   shardExtra?: Record<string, unknown>;
   /** Extra readiness condition (e.g. spool not full). */
   ready?: () => string | undefined;
+  /** Per-uid settings; without a provider nothing is spooled (sync off). */
+  settings?: SettingsProvider;
+  /** True while the spool is at SPOOL_MAX_BYTES: sockets are paused until it is not. */
+  spoolFull?: () => boolean;
+  /** Before a crashed shard restarts (recover the files its spool left open). */
+  beforeShardRestart?: (shard: number) => Promise<void>;
   /** Called on drain after sessions closed, before the shards stop (seal + upload the spool). */
   onDrain?: (deadline: number) => Promise<void>;
 }
@@ -65,6 +72,7 @@ export class IngestServer {
       ...(opts.shardExtra ? { extra: opts.shardExtra } : {}),
       onEvent: (shard, ev) => this.onShardEvent(shard, ev),
       onShardLost: (shard) => this.onShardLost(shard),
+      ...(opts.beforeShardRestart ? { beforeRestart: opts.beforeShardRestart } : {}),
       log: opts.log,
     });
     this.metrics = new Metrics(
@@ -163,7 +171,9 @@ export class IngestServer {
       if (!endpoint) throw new HttpError(404, 'not_found', `no WebSocket endpoint at ${url.pathname}`);
       if (this.draining) throw new HttpError(503, 'draining', 'server is draining');
       const tokenUid = await authenticate(this.cfg, bearer(req.headers.authorization, url.searchParams));
-      const init = parseHandshake(endpoint, url.searchParams, tokenUid, this.nextId++);
+      const parsed = parseHandshake(endpoint, url.searchParams, tokenUid, this.nextId++);
+      const settings = this.opts.settings ? await this.opts.settings.get(parsed.uid) : undefined;
+      const init: SessionInit = { ...parsed, sync: settings?.private_cloud_sync ?? false };
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, init));
     } catch (err) {
       /* c8 ignore next */
@@ -172,7 +182,7 @@ export class IngestServer {
     }
   }
 
-  private accept(ws: WebSocket, init: ReturnType<typeof parseHandshake>): void {
+  private accept(ws: WebSocket, init: SessionInit): void {
     const shard = this.supervisor.pick(init.uid);
     if (this.draining) {
       this.metrics.rejected.inc({ reason: 'draining' });
@@ -195,12 +205,31 @@ export class IngestServer {
         if (this.bySlot[c.shard.index]![c.slot] === c) this.bySlot[c.shard.index]![c.slot] = undefined;
       },
       now: () => this.tick,
+      spoolFull: () => this.opts.spoolFull?.() === true,
+      waitSpool: (c) => this.waitSpool(c),
     });
     this.connections.add(conn);
     this.bySlot[shard.index]![slot] = conn;
   }
 
+  /** Sockets paused because the spool is full; polled until it has room (then flushed in order). */
+  private readonly spoolWaiters = new Set<Connection>();
+  private spoolPoll: NodeJS.Timeout | undefined;
+
+  private waitSpool(c: Connection): void {
+    this.spoolWaiters.add(c);
+    this.spoolPoll ??= setInterval(() => {
+      if (this.opts.spoolFull?.()) return;
+      const waiters = [...this.spoolWaiters];
+      this.spoolWaiters.clear();
+      clearInterval(this.spoolPoll);
+      this.spoolPoll = undefined;
+      for (const w of waiters) w.flush();
+    }, 100);
+  }
+
   private onShardEvent(shard: number, ev: ShardEvent): void {
+    if (ev.t === 'log') return this.opts.log(ev.msg, { shard });
     const conn = this.bySlot[shard]![ev.slot];
     if (!conn) return;
     switch (ev.t) {
@@ -252,6 +281,7 @@ export class IngestServer {
     const deadline = Date.now() + timeoutMs;
     this.draining = true;
     clearInterval(this.sweep);
+    clearInterval(this.spoolPoll);
     this.http.close();
     for (const conn of this.connections) conn.close(1001, 'server is draining');
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

@@ -19,6 +19,8 @@ export interface SessionInit extends CodecParams {
   endpoint: Endpoint;
   ack: boolean;
   conversationId: string | null;
+  /** Private cloud sync for this uid (settings, resolved at the handshake): spool the audio. */
+  sync: boolean;
 }
 
 /** Events a shard sends to the main thread (rare: never per frame). */
@@ -26,7 +28,8 @@ export type ShardEvent =
   | { t: 'drained'; slot: number }
   | { t: 'ack'; slot: number; frames: number; bytes: number }
   | { t: 'reply'; slot: number; body: string }
-  | { t: 'close'; slot: number; code: number; reason: string };
+  | { t: 'close'; slot: number; code: number; reason: string }
+  | { t: 'log'; msg: string };
 
 export const UID_RE = /^[A-Za-z0-9_-]{1,128}$/;
 /** Conversation ids become object-name segments: same safe alphabet, no dots or slashes. */

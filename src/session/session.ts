@@ -76,11 +76,15 @@ export class Session {
   /** Set once a protocol error closed the session: later records are ignored. */
   failed = false;
   frames = 0;
+  private startMs: number | undefined;
+  /** Duration of one "frame": an LC3 frame, or one PCM sample. */
+  private readonly frameMs: number;
 
   constructor(slot: number, init: SessionInit, deps: SessionDeps) {
     this.slot = slot;
     this.init = init;
     this.deps = deps;
+    this.frameMs = init.codec === 'lc3' ? init.frameUs / 1000 : 1000 / init.sampleRate;
     if (init.codec === 'lc3') {
       this.decoder = new Lc3Decoder({ frameUs: init.frameUs, sampleRate: init.sampleRate }, deps.lc3);
       this.frameView = deps.scratch.subarray(0, init.frameBytes);
@@ -97,7 +101,10 @@ export class Session {
     try {
       switch (code) {
         case Code.FRAMES:
-          this.audio(arrival, data, off, len, arrival);
+          // Devices send no timestamps: place the audio on the session's own timeline (start of
+          // the session + audio so far), so chunk names follow the audio, not network jitter.
+          this.startMs ??= arrival;
+          this.audio(arrival, data, off, len, this.startMs + this.frames * this.frameMs);
           break;
         case Code.AUDIO: {
           // f64 LE unix seconds of the first sample, then audio. (Main checked len >= 8.)
@@ -179,14 +186,15 @@ export class Session {
     );
   }
 
-  /** The close cascade: abort tasks, seal the spool, free the decoder. Returns leaked tasks. */
+  /**
+   * The close cascade: abort tasks, free the decoder, hand the spool its seal. Returns leaked
+   * tasks. The seal itself (final header, fsync, rename) is the spool's work — process-scoped
+   * and durable, awaited by the shard's stop — so the slot need not wait for the disk.
+   */
   async close(graceMs: number, leak = false): Promise<number> {
     const leaked = leak ? 0 : await this.scope.close(graceMs);
-    try {
-      await this.deps.sink?.close();
-    } finally {
-      if (!leak) this.decoder?.close();
-    }
+    if (!leak) this.decoder?.close();
+    this.deps.sink?.close().catch((err: Error) => this.deps.emit({ t: 'log', msg: `session ${this.init.id}: spool close failed: ${err.message}` }));
     return leaked;
   }
 }

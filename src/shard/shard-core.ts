@@ -12,7 +12,11 @@ export interface ShardOptions {
   emit: (ev: ShardEvent) => void;
   graceMs: number;
   lc3?: Lc3Module;
-  sinkFor?: (init: SessionInit) => SessionSink | undefined;
+  sinkFor?: (init: SessionInit, slot: number) => SessionSink | undefined;
+  /** True while the spool holds too much audio in memory: stop draining (rings fill, sockets pause). */
+  congested?: () => boolean;
+  /** Extra figures merged into stats() (the spool's). */
+  extraStats?: () => Partial<ShardStats>;
   pcmTap?: PcmTap;
   jobs?: JobRunner;
   /** Test/chaos fault switches are honoured only when this is true (never in production). */
@@ -55,6 +59,10 @@ export interface ShardStats {
   latency: number[];
   heapUsed: number;
   wasmBytes: number;
+  durableBytes: number;
+  spoolHeldBytes: number;
+  spoolCommits: number;
+  spoolMaxCommitMs: number;
 }
 
 export class ShardCore {
@@ -97,7 +105,7 @@ export class ShardCore {
         lc3: this.lc3,
         emit: this.opts.emit,
         counters: this.counters,
-        sink: this.opts.sinkFor?.(init),
+        sink: this.opts.sinkFor?.(init, slot),
         pcmTap: this.opts.pcmTap,
         jobs: this.opts.jobs,
         scratch: this.scratch,
@@ -123,6 +131,11 @@ export class ShardCore {
       const seen = this.consumer.doorbell();
       if (!this.consumer.hasReady()) {
         await this.consumer.waitBell(seen);
+        continue;
+      }
+      if (this.opts.congested?.()) {
+        // The disk is behind: leave the records in the rings; the main thread pauses sockets.
+        await new Promise((r) => setTimeout(r, 10));
         continue;
       }
       this.drain();
@@ -169,12 +182,17 @@ export class ShardCore {
       latency: Array.from(c.latency.subarray(0, LATENCY_BUCKETS)),
       heapUsed: process.memoryUsage().heapUsed,
       wasmBytes: this.lc3.memoryBytes,
+      durableBytes: 0,
+      spoolHeldBytes: 0,
+      spoolCommits: 0,
+      spoolMaxCommitMs: 0,
+      ...this.opts.extraStats?.(),
     };
   }
 
   /** Stops the loop after closing every session. */
   async stop(): Promise<void> {
-    for (const slot of [...this.sessions.keys()]) await this.close(slot);
+    await Promise.all([...this.sessions.keys()].map((slot) => this.close(slot)));
     this.stopped = true;
     Atomics.add(this.opts.arena.ctrl, 0, 1);
     Atomics.notify(this.opts.arena.ctrl, 0);

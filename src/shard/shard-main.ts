@@ -4,7 +4,8 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import type { SessionInit, ShardEvent } from '../session/protocol.js';
-import type { PcmTap, SessionSink } from '../session/session.js';
+import type { PcmTap } from '../session/session.js';
+import { createSpoolSinks, type SpoolWorkerConfig } from './spool-sink.js';
 import { cpuProfile } from '../util/profile.js';
 import { Arena } from './ring.js';
 import { ShardCore, type ShardFaults, type ShardStats } from './shard-core.js';
@@ -19,6 +20,8 @@ export interface ShardWorkerData {
   faultsAllowed: boolean;
   /** Initial faults (test/chaos runs only; requires faultsAllowed). */
   faults?: Partial<ShardFaults> | undefined;
+  /** The durable spool (absent: audio is decoded but not stored, e.g. in unit tests). */
+  spool?: SpoolWorkerConfig | undefined;
   /** Test only: append every session's decoded PCM to {dir}/{uid}-{id}.pcm. */
   pcmTapDir?: string | undefined;
 }
@@ -36,11 +39,11 @@ export function pcmFileTap(dir: string): PcmTap {
   return (s, pcm) => appendFileSync(join(dir, `${s.uid}-${s.id}.pcm`), new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength));
 }
 
-export async function createShard(
-  d: ShardWorkerData,
-  sinks?: (init: SessionInit, emit: (ev: ShardEvent) => void) => SessionSink | undefined,
-): Promise<ShardApi> {
+export async function createShard(d: ShardWorkerData): Promise<ShardApi> {
   const emit = (ev: ShardEvent): void => d.events.postMessage(ev);
+  const spool = d.spool
+    ? createSpoolSinks(d.shard, d.spool, emit, (err, ctx) => d.events.postMessage({ t: 'log', msg: `spool ${ctx}: ${err.message}` }))
+    : undefined;
   const core = new ShardCore({
     shard: d.shard,
     arena: new Arena({ slots: d.slots, ringBytes: d.ringBytes }, d.sab),
@@ -48,7 +51,16 @@ export async function createShard(
     graceMs: d.graceMs,
     faultsAllowed: d.faultsAllowed,
     ...(d.pcmTapDir ? { pcmTap: pcmFileTap(d.pcmTapDir) } : {}),
-    ...(sinks ? { sinkFor: (init: SessionInit) => sinks(init, emit) } : {}),
+    ...(spool
+      ? {
+          sinkFor: (init: SessionInit, slot: number) => spool.sinkFor(init, slot),
+          congested: () => spool.spool.isCongested,
+          extraStats: () => {
+            const st = spool.spool.stats();
+            return { durableBytes: spool.durableBytes(), spoolHeldBytes: st.heldBytes, spoolCommits: st.commits, spoolMaxCommitMs: st.maxCommitMs };
+          },
+        }
+      : {}),
   });
   if (d.faults) core.setFaults(d.faults);
   core.start();
@@ -57,6 +69,9 @@ export async function createShard(
     stats: () => core.stats(),
     setFaults: (f) => core.setFaults(f),
     profile: (seconds) => cpuProfile(seconds),
-    stop: () => core.stop(),
+    stop: async () => {
+      await core.stop();
+      await spool?.spool.close();
+    },
   };
 }

@@ -26,6 +26,8 @@ export interface SupervisorOptions {
   onEvent: (shard: number, ev: ShardEvent) => void;
   /** A shard died; its sessions are gone (the supervisor restarts it). */
   onShardLost: (shard: number) => void;
+  /** Runs before a crashed shard is started again (e.g. recover its spool files). */
+  beforeRestart?: (shard: number) => Promise<void>;
   log?: (msg: string, fields?: object) => void;
 }
 
@@ -134,7 +136,15 @@ export class Supervisor {
       o.log?.('shard exited', { shard: h.index, code });
       if (wasUp) o.onShardLost(h.index);
       h.restarts++;
-      setTimeout(() => void this.spawn(h), Math.min(5000, 100 * 2 ** Math.min(h.restarts, 6))).unref();
+      const restart = async () => {
+        try {
+          await o.beforeRestart?.(h.index);
+        } catch (err) {
+          o.log?.('shard restart preparation failed', { shard: h.index, err: (err as Error).message });
+        }
+        if (!this.stopping) await this.spawn(h);
+      };
+      setTimeout(() => void restart(), Math.min(5000, 100 * 2 ** Math.min(h.restarts, 6))).unref();
     });
     worker.on('error', (err) => o.log?.('shard error', { shard: h.index, err: err.message }));
     // The first call resolves once the worker has finished loading (comlink queues until then).
