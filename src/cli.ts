@@ -88,7 +88,7 @@ export function buildCli(io: CliIo, setExitCode: (code: number) => void): Comman
         throw new CliError(describe(err as Error, input));
       }
       const notes: string[] = [];
-      if (r.concealed) notes.push(`${r.concealed} frame(s) concealed${r.lost ? ` (${r.lost} lost)` : ''}`);
+      if (r.concealed) notes.push(`${r.concealed} corrupt frame(s) concealed`);
       if (r.ignored) notes.push(`${r.ignored} frame(s) past the header's sample count ignored`);
       io.out(`${target}: ${r.frames} frames, ${r.seconds.toFixed(2)} s${notes.map((n) => `, ${n}`).join('')}`);
     });

@@ -19,7 +19,7 @@ function newestSource(d: string): number {
   let newest = 0;
   for (const e of readdirSync(d, { withFileTypes: true })) {
     const p = join(d, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
+    if (e.isDirectory()) newest = e.name.startsWith('.') ? newest : Math.max(newest, newestSource(p));
     else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
   }
   return newest;
@@ -46,8 +46,7 @@ t.comment(fresh ? 'using the repository build (dist/ is current)' : 'dist/ is mi
 copyFileSync(join(root, 'bin/lc3-pusher.js'), join(dir, 'nodist/bin/lc3-pusher.js'));
 
 const env = { ...process.env };
-delete env.NODE_OPTIONS; // a plain node, as a user runs it
-delete env.LC3_WASM;
+delete env.LC3_WASM; // the binary finds its own wasm
 
 function run(bin: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -1,5 +1,5 @@
 // Whole-file conversions (src/codec/transcode.ts, transcode-file.ts): lengths, damaged files,
-// lost and surplus frames, and the encoder's input checks. Conformance with liblc3's tools is
+// corrupt and surplus frames, and the encoder's input checks. Conformance with liblc3's tools is
 // test/lc3-conformance.test.ts.
 import t from 'tap';
 import fc from 'fast-check';
@@ -46,29 +46,27 @@ t.test('round trip keeps the length, whatever it is (property)', async (t) => {
   const d = decodeLc3(lc3);
   t.equal(d.pcm.length, pcm.length);
   t.equal(d.frames, nframes);
-  t.same({ concealed: d.concealed, lost: d.lost, ignored: d.ignored }, { concealed: 0, lost: 0, ignored: 0 });
+  t.same({ concealed: d.concealed, ignored: d.ignored }, { concealed: 0, ignored: 0 });
   const { wav } = lc3ToWav(lc3);
   const w = parseWav(wav);
   t.same({ rate: w.sampleRate, ch: w.channels, n: w.samples.length }, { rate: RATE, ch: 1, n: pcm.length });
 });
 
-t.test('lost (empty) and corrupt frames are concealed and counted', async (t) => {
-  const lost = withBlock(10, new Uint8Array(0));
-  const d = decodeLc3(lost);
-  t.same({ concealed: d.concealed, lost: d.lost }, { concealed: 1, lost: 1 });
-  t.equal(d.pcm.length, pcm.length, 'length unchanged');
-  // Identical to a decoder told the frame was lost.
+t.test('corrupt frames are concealed (exactly like lost ones) and counted; empty ones are damage', async (t) => {
+  const corrupt = decodeLc3(withBlock(10, new Uint8Array(40).fill(0xff)));
+  t.equal(corrupt.concealed, 1);
+  t.equal(corrupt.pcm.length, pcm.length, 'length unchanged');
+  // liblc3 conceals an undecodable frame as it conceals a missing one.
   const dec = new Lc3Decoder({ frameUs: 10000, sampleRate: RATE });
   const frames = parseLc3File(lc3).frames;
   const want = new Int16Array(nframes * 160);
   frames.forEach((f, i) => dec.decodeInto(i === 10 ? null : f, want, i * 160));
   dec.close();
-  t.same(d.pcm, want.subarray(40, 40 + pcm.length), 'concealment, not silence (dlc3 would write silence)');
-
-  const corrupt = decodeLc3(withBlock(20, new Uint8Array(40).fill(0xff)));
-  t.same({ concealed: corrupt.concealed, lost: corrupt.lost }, { concealed: 1, lost: 0 });
+  t.same(corrupt.pcm, want.subarray(40, 40 + pcm.length), 'concealment, identical to a lost frame');
   const short = decodeLc3(withBlock(20, new Uint8Array(5)));
-  t.same({ concealed: short.concealed, lost: short.lost }, { concealed: 1, lost: 0 }, 'a 5-byte frame is corrupt');
+  t.equal(short.concealed, 1, 'a 5-byte frame is corrupt');
+  t.throws(() => decodeLc3(withBlock(30, new Uint8Array(0))), /^bad frame 30 at byte 1278: 0 bytes$/);
+  t.equal(decodeLc3(withBlock(30, new Uint8Array(0)), undefined, { strict: false }).frames, 30, 'lenient: stops there');
 });
 
 t.test('the header sample count rules, like dlc3', async (t) => {
@@ -119,7 +117,7 @@ t.test('file conversions and atomic writes', async (t) => {
   t.same(e, { bytes: lc3.length, frames: nframes }, 'creates missing directories');
   t.same(readFileSync(join(dir, 'deep', 'er', 'out.lc3')), lc3);
   const r = await transcodeFile(join(dir, 'deep', 'er', 'out.lc3'), join(dir, 'out.wav'));
-  t.same(r, { input: join(dir, 'deep', 'er', 'out.lc3'), output: join(dir, 'out.wav'), frames: nframes, concealed: 0, lost: 0, ignored: 0, seconds: 1 });
+  t.same(r, { input: join(dir, 'deep', 'er', 'out.lc3'), output: join(dir, 'out.wav'), frames: nframes, concealed: 0, ignored: 0, seconds: 1 });
   t.equal(parseWav(readFileSync(join(dir, 'out.wav'))).samples.length, pcm.length);
   const lenient = await transcodeFile(join(dir, 'deep', 'er', 'out.lc3'), join(dir, 'half.wav'), { strict: false });
   t.equal(lenient.seconds, 1);

@@ -21,7 +21,7 @@ const arbHeader = fc.record({
   nsamples: fc.integer({ min: 0, max: 0xffffffff }),
 });
 
-/** A file: header + frame blocks (sizes within what the header allows; some lost = empty). */
+/** A file: header + frame blocks of the given sizes. */
 function makeFile(h: Omit<Lc3FileHeader, 'headerSize'>, sizes: number[], fill = (i: number) => i & 0xff): Buffer {
   const parts = [writeLc3Header(h)];
   for (const n of sizes) {
@@ -62,10 +62,10 @@ t.test('header bitrate ↔ frame size, as elc3 writes and liblc3 reads it', asyn
 });
 
 t.test('reading the frames', async (t) => {
-  const file = makeFile(H, [30, 30, 0, 29, 30]);
+  const file = makeFile(H, [30, 30, 20, 29, 30]);
   const r = parseLc3File(file);
   t.same(r.header, { ...H, headerSize: 18 });
-  t.same(r.frames.map((f) => f.length), [30, 30, 0, 29, 30], 'an empty block is a lost frame, not an error');
+  t.same(r.frames.map((f) => f.length), [30, 30, 20, 29, 30]);
   t.equal(r.validBytes, file.length);
   t.same([...r.frames[3]!.subarray(0, 3)], [0, 1, 2]);
   t.equal(r.frames[0]!.buffer, file.buffer, 'frames are views, not copies');
@@ -77,7 +77,7 @@ t.test('reading the frames', async (t) => {
   // An odd header size (dlc3 skips to it too).
   const h19 = Buffer.concat([file.subarray(0, 18), Buffer.from([9]), file.subarray(18)]);
   h19.writeUInt16LE(19, 2);
-  t.same(parseLc3File(h19).frames.map((f) => f.length), [30, 30, 0, 29, 30]);
+  t.same(parseLc3File(h19).frames.map((f) => f.length), [30, 30, 20, 29, 30]);
 });
 
 t.test('bad headers: one clear error each', async (t) => {
@@ -122,6 +122,11 @@ t.test('damaged frame data: strict errors say where', async (t) => {
   const lenient = parseLc3File(big, false);
   t.equal(lenient.frames.length, 1);
   t.equal(lenient.validBytes, 50);
+  // Zeros where frames should be (a torn or preallocated tail) are damage, not empty frames.
+  const zeros = Buffer.concat([makeFile(H, [30, 30]), Buffer.alloc(100)]);
+  t.throws(() => parseLc3File(zeros), /^bad frame 2 at byte 82: 0 bytes$/);
+  t.same(parseLc3File(zeros, false).frames.length, 2);
+  t.equal(parseLc3File(zeros, false).validBytes, 82);
 });
 
 t.test('lenient parsing: never throws past a good header, stops at a block boundary (property)', async (t) => {

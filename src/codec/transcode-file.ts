@@ -8,10 +8,8 @@ export interface TranscodeResult {
   input: string;
   output: string;
   frames: number;
-  /** Frames concealed (corrupt or lost), per channel. */
+  /** Corrupt frames concealed, per channel. */
   concealed: number;
-  /** Of those, lost (empty) frame blocks. */
-  lost: number;
   /** Frame blocks past the header's sample count (ignored, as dlc3 does). */
   ignored: number;
   seconds: number;
@@ -44,7 +42,6 @@ export async function transcodeFile(input: string, output: string, opts?: Decode
     output,
     frames: decoded.frames,
     concealed: decoded.concealed,
-    lost: decoded.lost,
     ignored: decoded.ignored,
     seconds: decoded.pcm.length / h.channels / h.sampleRate,
   };

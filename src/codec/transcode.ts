@@ -11,10 +11,8 @@ export interface DecodedAudio {
   pcm: Int16Array;
   /** Frame blocks in the file. */
   frames: number;
-  /** Frames (per channel) the decoder had to conceal: corrupt, or lost (empty blocks). */
+  /** Corrupt frames (per channel) the decoder had to conceal. */
   concealed: number;
-  /** Of those, empty blocks (lost frames). */
-  lost: number;
   /** Frame blocks past the header's sample count, ignored as dlc3 ignores them. */
   ignored: number;
 }
@@ -49,7 +47,6 @@ export function decodeLc3(buf: Uint8Array, mod: Lc3Module = loadLc3(), opts: Dec
   try {
     const pcm = new Int16Array(nsamples * ch);
     let concealed = 0;
-    let lost = 0;
     let written = 0; // samples per channel
     for (let i = 0; i < needed; i++) {
       const block = frames[i]!;
@@ -61,15 +58,14 @@ export function decodeLc3(buf: Uint8Array, mod: Lc3Module = loadLc3(), opts: Dec
         const n = Math.floor(block.length / ch) + (c < block.length % ch ? 1 : 0);
         const dec = decoders[c]!;
         const before = dec.stats.plc;
-        const out = block.length === 0 ? dec.decode(null) : dec.decodeFrom(block, off, n);
+        const out = dec.decodeFrom(block, off, n);
         if (dec.stats.plc !== before) concealed++;
-        if (block.length === 0) lost++;
         off += n;
         for (let s = 0; s < take; s++) pcm[(written + s) * ch + c] = out[skip + s]!;
       }
       written += take;
     }
-    return { header, pcm, frames: frames.length, concealed, lost, ignored: frames.length - needed };
+    return { header, pcm, frames: frames.length, concealed, ignored: frames.length - needed };
   } finally {
     for (const d of decoders) d.close();
   }

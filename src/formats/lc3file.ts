@@ -90,10 +90,7 @@ export function readLc3Header(buf: Uint8Array): Lc3FileHeader {
 
 export interface Lc3Frames {
   header: Lc3FileHeader;
-  /**
-   * Each frame block (all channels of one frame interval) as a view into the input. An empty
-   * block marks a lost frame (dlc3 plays silence there; we conceal it).
-   */
+  /** Each frame block (all channels of one frame interval) as a view into the input. */
   frames: Uint8Array[];
 }
 
@@ -113,11 +110,14 @@ export function parseLc3File(buf: Uint8Array, strict = true): Lc3Frames & { vali
       break;
     }
     const n = buf[off]! | (buf[off + 1]! << 8);
-    if (n > limit) {
+    // An empty block is no frame (zeros where a file was torn or preallocated): damage, not audio.
+    if (n > limit || n === 0) {
       if (strict) {
         throw new Lc3FormatError(
-          `bad frame ${frames.length} at byte ${off}: ${n} bytes, but the header (${header.bitrate} bps at ` +
-            `${header.frameUs / 1000} ms${header.channels > 1 ? `, ${header.channels} channels` : ''}) allows at most ${limit}`,
+          n === 0
+            ? `bad frame ${frames.length} at byte ${off}: 0 bytes`
+            : `bad frame ${frames.length} at byte ${off}: ${n} bytes, but the header (${header.bitrate} bps at ` +
+                `${header.frameUs / 1000} ms${header.channels > 1 ? `, ${header.channels} channels` : ''}) allows at most ${limit}`,
         );
       }
       break;
