@@ -198,7 +198,8 @@ async function main(): Promise<void> {
   execFileSync('bash', [join(root, 'scripts/build-native.sh')], { stdio: 'inherit' });
   const version = readFileSync(join(root, 'wasm/.build/version'), 'utf8').trim();
   const wasm = wasmPath();
-  const cflags = existsSync(join(root, 'wasm/.build/cflags')) ? readFileSync(join(root, 'wasm/.build/cflags'), 'utf8').trim() : '?';
+  const flagsFile = join(root, 'wasm/.build/cflags');
+  const cflags = process.env.LC3_WASM ? '(LC3_WASM: not wasm/build.sh)' : existsSync(flagsFile) ? readFileSync(flagsFile, 'utf8').trim() : '?';
   console.log(`liblc3 ${version} · node ${process.version}`);
   console.log(`wasm: ${wasm} (${readFileSync(wasm).length} bytes), built with: ${cflags}`);
   console.log('native: gcc -O3 -ffp-contract=off, and gcc -O3 -ffast-math (liblc3 release flags)');
