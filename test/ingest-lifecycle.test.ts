@@ -48,7 +48,9 @@ t.test('clean close, abrupt destroy and churn: everything returns to zero, RSS p
   t.same(await zeroed(svc), ZERO, 'sessions, tasks, decoders, slots, paused sockets all back to zero');
   t.equal(await svc.metricSum('pusher_frames_decoded_total'), 2500 * 5, 'every frame of every churned session decoded');
   const growth = (process.memoryUsage().rss - plateau) / 2 ** 20;
-  t.ok(growth < 40, `RSS after 1,500 more cycles within 40 MiB of the warm-up plateau (grew ${growth.toFixed(1)} MiB)`);
+  // In-process and under whatever else the machine runs, RSS is noisy: this bound catches a gross
+  // per-session leak (1,500 sessions × 64 KiB ≈ 94 MiB); the chaos harness measures the slope.
+  t.ok(growth < 64, `RSS after 1,500 more cycles within 64 MiB of the warm-up plateau (grew ${growth.toFixed(1)} MiB)`);
 });
 
 t.test('backpressure: a slow shard pauses the socket, the client blocks, nothing is lost', async (t) => {
@@ -113,7 +115,7 @@ t.test('a crashed shard is restarted; its sessions are closed with 1011 and may 
   const r = await c;
   t.equal(r.code, 1011);
   t.match(r.reason, /reconnect/);
-  await until(() => svc.server.supervisor.shards[0]!.up, 10000, 'restarted');
+  await until(() => svc.server.supervisor.shards[0]!.up, 60000, 'restarted');
   t.equal(await svc.metric('pusher_shard_restarts_total', { shard: '0' }), 1);
   const again = await svc.ws('/v1/audio/stream?uid=crash');
   again.send(Buffer.alloc(30));
