@@ -6,7 +6,7 @@
 //   npm run build:ts && node dist/scripts/bench-ingest.js [--quick] [--only blast,memory,streams]
 //        [--streams 200,400,800] [--shards 2] [--no-profile]
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { blast, defaultIngestOptions, idleMemory, streams, type BlastResult, type MemoryResult, type StreamsResult } from './lib/bench-ingest.js';
@@ -17,6 +17,8 @@ import { table } from './lib/stats.js';
 export interface IngestReport {
   machine: { cores: number; cpu: string; node: string };
   blast?: BlastResult;
+  blastPcm?: BlastResult;
+  loadAverage: { start: number[]; end?: number[] };
   memory?: MemoryResult;
   streams?: StreamsResult;
 }
@@ -40,11 +42,18 @@ export async function runIngest(argv: string[]): Promise<IngestReport> {
   if (values['step-seconds']) o.stepSeconds = Number(values['step-seconds']);
   if (values.streams) o.streams = values.streams.split(',').map(Number);
   const only = new Set(values.only.split(','));
-  const report: IngestReport = { machine: { cores: availableParallelism(), cpu: cpus()[0]?.model ?? '?', node: process.version } };
+  const report: IngestReport = {
+    machine: { cores: availableParallelism(), cpu: cpus()[0]?.model ?? '?', node: process.version },
+    loadAverage: { start: loadavg() },
+  };
   log(`${report.machine.cores} cores (${report.machine.cpu}); the load generator runs in its own process on the same cores and competes with the service`);
-  if (only.has('blast')) report.blast = await blast(o);
+  if (only.has('blast')) {
+    report.blast = await blast(o, 'device');
+    report.blastPcm = await blast(o, 'device-pcm');
+  }
   if (only.has('memory')) report.memory = await idleMemory(o);
   if (only.has('streams')) report.streams = await streams(o);
+  report.loadAverage.end = loadavg();
   return report;
 }
 
@@ -56,10 +65,13 @@ function hot(title: string, p: { top: HotFunction[]; idlePct: number } | undefin
 export function formatIngest(r: IngestReport): string {
   const out: string[] = [`machine: ${r.machine.cores} cores, ${r.machine.cpu}, node ${r.machine.node}`];
   out.push('NOTE: the load generator runs on the same cores as the service (separate process); its CPU is shown as "gen".');
-  if (r.blast) {
-    const b = r.blast;
-    out.push('', `blast — ${b.clients} clients writing 30-byte frames as fast as backpressure allows, ${b.seconds.toFixed(1)} s`);
-    out.push(`  ${Math.round(b.msgsPerSec).toLocaleString('en')} msgs/s into the rings, ${Math.round(b.framesDecodedPerSec).toLocaleString('en')} frames/s decoded`);
+  const la = (x: number[] | undefined) => (x ? x.map((v) => v.toFixed(1)).join(' ') : '?');
+  out.push(`load average (1/5/15 min) at start ${la(r.loadAverage.start)}, at end ${la(r.loadAverage.end)} — other work on this machine skews every figure`);
+  for (const b of [r.blast, r.blastPcm]) {
+    if (!b) continue;
+    const what = b.workload === 'device' ? 'LC3 (decoded by the shards)' : 'PCM16 (nothing to decode: the main thread alone)';
+    out.push('', `blast ${what} — ${b.clients} clients writing 30-byte messages as fast as backpressure allows, ${b.seconds.toFixed(1)} s`);
+    out.push(`  ${Math.round(b.msgsPerSec).toLocaleString('en')} msgs/s into the rings${b.workload === 'device' ? `, ${Math.round(b.framesDecodedPerSec).toLocaleString('en')} frames/s decoded` : ''}`);
     out.push(`  main thread ${(b.cores.main * 100).toFixed(0)}% of a core = ${b.mainUsPerMsg.toFixed(2)} µs/msg; service ${b.cores.service.toFixed(2)} cores; gen ${b.cores.gen.toFixed(2)} cores; sockets paused (max) ${b.maxPaused}`);
     out.push(...hot('  main thread profile', b.profileMain));
   }

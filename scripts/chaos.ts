@@ -4,7 +4,7 @@
 // failed check makes the exit code non-zero.
 //
 //   npm run build:ts
-//   node dist/scripts/chaos.js --ci                                      # short CI mode (~40 s)
+//   node dist/scripts/chaos.js --ci                                      # short CI mode (~25 s)
 //   node dist/scripts/chaos.js --workload omi-leak1:30,omi-leak2:15 --load 60 --cooldown 15
 //   node dist/scripts/chaos.js --workload device:1000 --churn 20-60 --kill 0.2 --load 600
 //   node dist/scripts/chaos.js --workload device:100 --churn 2-4 --faults leak_on_close   # must FAIL
@@ -38,6 +38,7 @@ const { values } = parseArgs({
     assert: { type: 'boolean', default: false },
     'in-process': { type: 'boolean', default: false },
     sinks: { type: 'string', default: 'on' },
+    'node-args': { type: 'string', default: '' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -48,6 +49,7 @@ if (values.help) {
   [--shards N] [--slots N] [--ring-bytes N] [--max-slope MB/min] [--max-cooldown-growth MB] [--store-wait S]
   [--out DIR] [--name NAME] [--assert] [--in-process] [--sinks on|off]     (CHAOS_ASSERT=1 = --assert)
   --in-process: run the load generator in this process (default: its own process)
+  --node-args="--max-old-space-size=48": node flags for the service (a small heap: garbage is collected early)
   --sinks: point webhooks, audio apps and conversation processing at a slow local sink (default on)`);
   process.exit(0);
 }
@@ -79,6 +81,7 @@ const report = await runChaos({
   sync: values.sync !== 'off',
   sinks: values.sinks !== 'off',
   loadgenProcess: !values['in-process'],
+  serviceNodeArgs: values['node-args'].split(/\s+/).filter(Boolean),
   env: { SHARDS: values.shards, SLOTS_PER_SHARD: values.slots, RING_BYTES: values['ring-bytes'] },
   outDir,
   storeWaitS: Number(values['store-wait']),

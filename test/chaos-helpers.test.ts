@@ -12,6 +12,7 @@ import {
   ciVerdict,
   describe,
   evaluate,
+  forceGc,
   groupsSpec,
   sampleFrom,
   summarize,
@@ -27,7 +28,7 @@ import { parseProcStat, parseProcStatus, readProcCpu, readProcStatus, readThread
 import { histogramBuckets, metricBy, metricMax, metricSum, parseMetrics, quantileBetween, scrape } from '../scripts/lib/prom.js';
 import { fitLine, fmtBytes, mean, median, MiB, percentile, table } from '../scripts/lib/stats.js';
 import { nextStreams } from '../scripts/lib/steps.js';
-import { auditStore, compareAudio } from '../scripts/lib/store-audit.js';
+import { addCounts, auditStore, compareAudio, countFiles } from '../scripts/lib/store-audit.js';
 import { createServer } from 'node:http';
 import { sinkConfig, startSink } from '../scripts/lib/sink.js';
 
@@ -68,8 +69,8 @@ t.test('mean, percentiles, formatting, tables', async (t) => {
 });
 
 t.test('/proc parsing: current RSS (VmRSS), not the peak', async (t) => {
-  const status = 'Name:\tnode\nVmPeak:\t 999 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nThreads:\t11\nSigQ:\t0/1\n';
-  t.same(parseProcStatus(status), { rss: 102400 * 1024, rssPeak: 204800 * 1024, threads: 11 });
+  const status = 'Name:\tnode\nVmPeak:\t 999 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nRssAnon:\t   90000 kB\nRssFile:\t 2400 kB\nRssShmem:\t 10000 kB\nThreads:\t11\nSigQ:\t0/1\n';
+  t.same(parseProcStatus(status), { rss: 102400 * 1024, rssAnon: 90000 * 1024, rssFile: 2400 * 1024, rssShmem: 10000 * 1024, rssPeak: 204800 * 1024, threads: 11 });
   t.ok(Number.isNaN(parseProcStatus('Name:\tx\n').rss), 'missing VmRSS (a zombie) is NaN');
   // comm with spaces and parentheses; utime 250, stime 50 ticks.
   const stat = '1234 (node (x) y) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 11 0';
@@ -277,7 +278,10 @@ function sample(t: number, phase: Sample['phase'], rssMb: number, over: Partial<
     t,
     phase,
     rss: rssMb * MiB,
+    rssAnon: rssMb * MiB - 8 * MiB,
+    rssShmem: 0,
     mainHeap: 10 * MiB,
+    mainExternal: 2 * MiB,
     shardHeap: 20 * MiB,
     shardHeaps: { '0': 10 * MiB, '1': 10 * MiB },
     sessions: phase === 'load' || phase === 'warmup' ? 10 : 0,
@@ -288,6 +292,8 @@ function sample(t: number, phase: Sample['phase'], rssMb: number, over: Partial<
     paused: 0,
     queueDrops: NaN,
     spoolBytes: NaN,
+    spoolFiles: NaN,
+    uploads: NaN,
     framesDecoded: 0,
     audioBytesReceived: 0,
     rejected: 0,
@@ -362,6 +368,16 @@ t.test('summary of a run: plateau, slope, final counts', async (t) => {
   t.equal(f.maxPaused, 3);
   t.ok(Number.isNaN(f.queueDrops));
   t.same(f.final, { sessions: 0, tasks: 0, decoders: 0, slots: 0, ringBytes: 0, paused: 0 });
+  t.equal(f.forcedGc, false);
+  // With forced-GC samples, plateau and final RSS come from them.
+  const gc = [...samples];
+  gc.splice(9, 0, sample(8.5, 'warmup', 90, { afterGc: true }));
+  gc.push(sample(75, 'cooldown', 92, { afterGc: true }));
+  const g = summarize(gc, phases);
+  t.equal(g.forcedGc, true);
+  t.equal(g.warmupPlateauRss, 90 * MiB);
+  t.equal(g.finalRss, 92 * MiB);
+  t.equal(g.growthAfterCooldown, 2 * MiB);
   const leaky = samples.map((s) => (s.phase === 'cooldown' ? { ...s, decoders: 5 } : s));
   t.ok(Number.isNaN(summarize(leaky, phases).secondsToZero), 'never back to zero');
   const empty = summarize([], []);
@@ -377,13 +393,15 @@ pusher_shard_heap_bytes{shard="1"} 200
 nodejs_heap_size_used_bytes 50
 pusher_session_tasks_active{shard="0"} 1
 `);
-  const s = sampleFrom(m, 1234, 7, 'load', { connected: 4, messages: 99 });
+  const s = sampleFrom(m, { rss: 1234, rssAnon: 1000, rssShmem: 34 }, 7, 'load', { connected: 4, messages: 99 });
   t.equal(s.sessions, 5);
   t.equal(s.shardHeap, 300);
   t.same(s.shardHeaps, { '0': 100, '1': 200 });
   t.equal(s.mainHeap, 50);
   t.equal(s.tasks, 1);
   t.equal(s.rss, 1234);
+  t.equal(s.rssAnon, 1000);
+  t.equal(s.rssShmem, 34);
   t.equal(s.clients, 4);
   t.equal(s.messagesSent, 99);
   t.ok(Number.isNaN(s.decoders), 'absent metric: NaN');
@@ -421,12 +439,14 @@ t.test('checks of a healthy run pass', async (t) => {
       ['frames-decoded', true],
       ['audio-received', true],
       ['frames-stored', true],
+      ['uploads-drained', true],
       ['no-server-closes', true],
       ['service-healthy', true],
     ],
   );
   t.equal(checks[5]!.skipped, true);
   t.match(checks[5]!.detail, /skipped: no spool/);
+  t.equal(checks[6]!.skipped, true);
   t.match(checks[2]!.detail, /zero 1\.0 s after the load ended/);
 });
 
@@ -441,6 +461,9 @@ t.test('each check flags its failure', async (t) => {
   const noisy = evaluate({ ...o, figures: { ...o.figures, slopeMbPerMin: 5, slopeStdErr: 2 } }, bounds).find((c) => c.name === 'rss-slope')!;
   t.ok(noisy.ok, 'above the bound, but not beyond two standard errors');
   t.match(noisy.detail, /5\.00 ± 4\.00 MB\/min/);
+  const unbounded = evaluate({ ...o, figures: { ...o.figures, slopeMbPerMin: 500 } }, { ...bounds, slopeMbPerMin: Infinity }).find((c) => c.name === 'rss-slope')!;
+  t.ok(unbounded.ok && unbounded.skipped, 'no slope bound: reported, not checked');
+  t.match(unbounded.detail, /skipped \(no bound: too short a run for a slope\): RSS slope over the load phase 500\.00/);
   fail({ figures: { ...o.figures, slopeMbPerMin: NaN } }, 'rss-slope', /NaN/);
   fail({ figures: { ...o.figures, growthAfterCooldown: 31 * MiB } }, 'rss-after-cooldown', /\+31\.0 MB; bound \+30 MB/);
   fail({ figures: { ...o.figures, growthAfterCooldown: NaN } }, 'rss-after-cooldown', /NaN/);
@@ -465,15 +488,31 @@ t.test('each check flags its failure', async (t) => {
   t.ok(within.find((c) => c.name === 'audio-received')!.ok);
 });
 
-t.test('frames-stored check when the store holds the audio', async (t) => {
+t.test('frames-stored and uploads-drained checks', async (t) => {
   const o = outcome();
+  const none = { objects: 0, uncommitted: 0, perKey: {}, errors: [] };
   const totals = { objects: 2, uncommitted: 0, perKey: { 'dev0/_': { kind: 'lc3' as const, frames: 6000, bytes: 180000 } }, errors: [] };
-  const ok = evaluate({ ...o, store: { totals, waitedS: 1 } }, bounds).find((c) => c.name === 'frames-stored')!;
+  const check = (store: Outcome['store'], name: string) => evaluate({ ...o, store }, bounds).find((c) => c.name === name)!;
+  const ok = check({ totals, spool: none, openChunks: 0, spoolBytes: 0, waitedS: 1 }, 'frames-stored');
   t.ok(ok.ok);
-  t.match(ok.detail, /1 uid\/conversation streams: sent 6000 frames\/samples, stored 6000 in 2 objects$/);
-  const lost = evaluate({ ...o, store: { totals: { ...totals, uncommitted: 1, perKey: {}, errors: ['chunks/x: bad'] } } }, bounds).find((c) => c.name === 'frames-stored')!;
+  t.match(ok.detail, /1 uid\/conversation streams: sent 6000 frames\/samples, 6000 durable \(6000 in 2 store objects, 0 in 0 sealed spool files\)$/);
+  const drained = check({ totals, spool: none, openChunks: 0, spoolBytes: 12345, waitedS: 1 }, 'uploads-drained');
+  t.ok(drained.ok, 'journal bytes alone are no backlog');
+  t.match(drained.detail, /every chunk sealed and uploaded 1 s after the clients left/);
+  // Part still in the spool: not lost, but not uploaded either.
+  const half = { ...totals, objects: 1, perKey: { 'dev0/_': { kind: 'lc3' as const, frames: 4000, bytes: 120000 } } };
+  const rest = { objects: 1, uncommitted: 0, perKey: { 'dev0/_': { kind: 'lc3' as const, frames: 2000, bytes: 60000 } }, errors: [] };
+  t.ok(check({ totals: half, spool: rest, spoolBytes: 60018 }, 'frames-stored').ok, 'spooled audio is durable');
+  const backlog = check({ totals: half, spool: rest, spoolBytes: 60018 }, 'uploads-drained');
+  t.notOk(backlog.ok);
+  t.match(backlog.detail, /upload backlog 0 s after the clients left: 1 sealed files \(2000 frames\/samples\) and 0 open chunks still in the spool \(pusher_spool_bytes 60018, journal included\)/);
+  t.match(check({ totals, spool: none }, 'uploads-drained').detail, /every chunk sealed/, 'no spool metric, no spooled files');
+  const unsealed = check({ totals, spool: none, openChunks: 3 }, 'uploads-drained');
+  t.notOk(unsealed.ok, 'chunks still open');
+  t.match(unsealed.detail, /0 sealed files \(0 frames\/samples\) and 3 open chunks .*pusher_spool_bytes n\/a/);
+  const lost = check({ totals: { ...totals, uncommitted: 1, perKey: {}, errors: ['chunks/x: bad'] }, spool: { ...none, errors: ['chunks/y: torn'] } }, 'frames-stored');
   t.notOk(lost.ok);
-  t.match(lost.detail, /1 uncommitted; 2 problem\(s\): dev0\/_: sent 6000 frames, stored 0 \(lost 6000\); chunks\/x: bad/);
+  t.match(lost.detail, /\+ 1 uncommitted, 0 in 0 sealed spool files\); 3 problem\(s\): dev0\/_: sent 6000 frames, stored 0 \(lost 6000\); chunks\/x: bad; chunks\/y: torn/);
 });
 
 t.test('report text, chart and CI verdict', async (t) => {
@@ -493,7 +532,8 @@ t.test('report text, chart and CI verdict', async (t) => {
     files: { json: 'a.json', svg: 'a.svg', serviceLog: 'svc.log' },
   };
   const text = describe(r).join('\n');
-  t.match(text, /== unit: PASS/);
+  t.match(text, /== unit: PASS \(no forced GC/);
+  t.notMatch(describe({ ...r, figures: { ...r.figures, forcedGc: true } })[0]!, /no forced GC/);
   t.match(text, /\+3\.0 MiB vs plateau, \+21\.0 MiB vs idle/);
   t.match(text, /\[skip\] frames-stored/);
   t.match(text, /\[ ok \] rss-slope/);
@@ -524,28 +564,57 @@ t.test('report text, chart and CI verdict', async (t) => {
 
 t.test('waiting for the store', async (t) => {
   const load = { perKey: { 'dev0/_': { kind: 'lc3' as const, frames: 150, bytes: 4500 } }, uncertain: { frames: 0, bytes: 0, perKey: {} } };
+  const root = t.testdir({
+    empty: {},
+    store: { chunks: { dev0: { _: { 'a.lc3': lc3Object(150), 'a.lc3.meta.json': '{}' } } } },
+    spool: {
+      sealed: { chunks: { dev0: { _: { 'a.lc3': lc3Object(150), 'b.lc3': lc3Object(20) } } } },
+      open: { chunks: { dev1: { _: { '1.000~0-r-1.lc3': lc3Object(5) } } } },
+    },
+  });
+  const empty = join(root, 'empty');
+  const store = join(root, 'store');
+  const spoolDir = join(root, 'spool');
   const none = async () => [];
-  t.same(await waitForStore({ scrape: none, storeDir: t.testdir(), load, sync: false, waitS: 1 }), { skipped: 'private cloud sync is off for this run (--sync off)' });
+  const w = { load, sync: true, settleMs: 0, pollMs: 10 };
+  t.same(await waitForStore({ ...w, scrape: none, storeDir: empty, spoolDir: empty, sync: false, waitS: 1 }), { skipped: 'private cloud sync is off for this run (--sync off)' });
   // Empty store, no durable metric: skipped once quiet.
-  const empty = await waitForStore({ scrape: none, storeDir: t.testdir(), load, sync: true, waitS: 5, settleMs: 0, pollMs: 10 });
-  t.match(empty.skipped, /no pusher_audio_bytes_durable_total metric/);
+  const e = await waitForStore({ ...w, scrape: none, storeDir: empty, spoolDir: empty, waitS: 5 });
+  t.match(e.skipped, /no pusher_audio_bytes_durable_total metric/);
   // Empty store but the service has a durable spool: the check runs (and will fail on the loss).
   const durable = async () => parseMetrics('pusher_audio_bytes_durable_total 0\npusher_spool_bytes 0\n');
-  const d = await waitForStore({ scrape: durable, storeDir: t.testdir(), load, sync: true, waitS: 5, settleMs: 0, pollMs: 10 });
+  const d = await waitForStore({ ...w, scrape: durable, storeDir: empty, spoolDir: empty, waitS: 5 });
   t.equal(d.skipped, undefined);
   t.equal(d.totals!.objects, 0);
+  t.equal(d.spoolBytes, 0);
   // Scrape failures are tolerated; a store that already holds everything returns at once.
-  const dir = t.testdir({ chunks: { dev0: { _: { 'a.lc3': lc3Object(150), 'a.lc3.meta.json': '{}' } } } });
   const t1 = Date.now();
-  const full = await waitForStore({ scrape: () => Promise.reject(new Error('down')), storeDir: dir, load, sync: true, waitS: 5, pollMs: 10 });
+  const full = await waitForStore({ scrape: () => Promise.reject(new Error('down')), storeDir: store, spoolDir: empty, load, sync: true, waitS: 5, pollMs: 10 });
   t.same(full.totals!.perKey, load.perKey);
   t.ok(Date.now() - t1 < 2000, 'no waiting once everything is there');
-  // Spool never empties: bounded by waitS.
+  // The spool never empties: bounded by waitS; what is still sealed in the spool is counted, once.
   const busy = async () => parseMetrics('pusher_spool_bytes 100\n');
   const t0 = Date.now();
-  const b = await waitForStore({ scrape: busy, storeDir: t.testdir(), load, sync: true, waitS: 0.2, settleMs: 0, pollMs: 20 });
+  const b = await waitForStore({ ...w, scrape: busy, storeDir: store, spoolDir, waitS: 0.2, pollMs: 20, load: { ...load, perKey: { 'dev0/_': { kind: 'lc3', frames: 170, bytes: 5100 } } } });
   t.ok(Date.now() - t0 >= 200);
   t.ok(b.waitedS! >= 0.2);
+  t.equal(b.spoolBytes, 100);
+  t.equal(b.openChunks, 1);
+  t.same(b.spool!.perKey, { 'dev0/_': { kind: 'lc3', frames: 20, bytes: 600 } }, 'a.lc3 is in the store already: not counted twice');
+  // Only spooled audio (nothing uploaded yet), no durable metric: still checked.
+  const only = await waitForStore({ ...w, scrape: none, storeDir: empty, spoolDir, waitS: 0.1 });
+  t.equal(only.skipped, undefined);
+  t.equal(only.spool!.objects, 2);
+});
+
+t.test('per-key sums and file counts', async (t) => {
+  const dir = t.testdir({ a: { b: { c: 'x', d: 'y' } }, e: 'z' });
+  t.equal(countFiles(dir), 3);
+  t.equal(countFiles(join(dir, 'nope')), 0);
+  t.same(addCounts({ a: { kind: 'lc3', frames: 1, bytes: 30 } }, { a: { kind: 'lc3', frames: 2, bytes: 60 }, b: { kind: 'pcm', frames: 5, bytes: 10 } }), {
+    a: { kind: 'lc3', frames: 3, bytes: 90 },
+    b: { kind: 'pcm', frames: 5, bytes: 10 },
+  });
 });
 
 t.test('client groups on the command line', async (t) => {
@@ -581,4 +650,22 @@ t.test('slow sink: answers late, echoes the conversation, counts requests', asyn
       audio_apps: ['http://127.0.0.1:9/audio-app'],
     },
   });
+});
+
+t.test('forced GC through the admin endpoint', async (t) => {
+  const seen: string[] = [];
+  let status = 200;
+  const srv = createServer((req, res) => {
+    seen.push(`${req.url} ${req.headers.authorization}`);
+    res.writeHead(status);
+    res.end('{}');
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
+  t.equal(await forceGc(base, 'tok'), true);
+  t.same(seen, ['/debug/gc?thread=all Bearer tok']);
+  status = 404;
+  t.equal(await forceGc(base, 'tok'), false, 'a build without the endpoint');
+  await new Promise((r) => srv.close(r));
+  t.equal(await forceGc(base, 'tok'), false, 'service gone');
 });

@@ -2,6 +2,7 @@
 // own words, a service that dies mid-run is flagged, stop escalates to SIGKILL.
 import t from 'tap';
 import { describe, runChaos } from '../scripts/lib/chaos.js';
+import { WebSocketServer } from 'ws';
 import { spawnLoadgen } from '../scripts/lib/loadgen-child.js';
 import { freePort, repoRoot, startService } from '../scripts/lib/service.js';
 
@@ -14,8 +15,19 @@ t.test('repository root and free ports', async (t) => {
   t.ok(p > 0 && p < 65536);
 });
 
-t.test('a load generator process that fails reports it', async (t) => {
+t.test('the load generator in its own process', async (t) => {
   await t.rejects(spawnLoadgen([], NO_CHILD_COVERAGE).result, /load generator exited \(2\) without a result/, 'usage error');
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => wss.once('listening', r));
+  t.teardown(() => new Promise((r) => wss.close(r)));
+  const port = String((wss.address() as { port: number }).port);
+  const child = spawnLoadgen(['--port', port, '--workload', 'device:2', '--seconds', '600', '--ramp', '0'], NO_CHILD_COVERAGE);
+  await child.connected;
+  while (child.progress().lc3Frames === 0) await new Promise((r) => setTimeout(r, 100));
+  t.ok(child.progress().connected >= 0 && child.pid > 0, 'progress reported');
+  const r = await child.stop();
+  t.equal(r.clients, 2);
+  t.ok(r.lc3Frames > 0);
 });
 
 t.test('start-up failures', async (t) => {

@@ -102,6 +102,8 @@ async function until(fn: () => Promise<boolean>, ms: number): Promise<boolean> {
 const sum = (m: readonly PromSample[], name: string) => metricSum(m, name) ?? 0;
 
 export interface BlastResult {
+  /** device = LC3 (decoded by the shards); device-pcm = the same 30-byte messages as PCM16, nothing to decode. */
+  workload: 'device' | 'device-pcm';
   clients: number;
   seconds: number;
   msgsPerSec: number;
@@ -113,10 +115,10 @@ export interface BlastResult {
   profileMain?: { top: HotFunction[]; idlePct: number } | undefined;
 }
 
-export async function blast(o: IngestBenchOptions): Promise<BlastResult> {
-  o.log(`blast: ${o.blastClients} clients writing 30-byte frames as fast as backpressure allows, ${o.blastSeconds} s`);
+export async function blast(o: IngestBenchOptions, workload: 'device' | 'device-pcm' = 'device'): Promise<BlastResult> {
+  o.log(`blast (${workload}): ${o.blastClients} clients writing 30-byte messages as fast as backpressure allows, ${o.blastSeconds} s`);
   const svc = await startService({ env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: '1024', ADMIN_TOKEN: ADMIN } });
-  const gen = spawnLoadgen(['--port', String(svc.port), '--workload', `device:${o.blastClients}@max`, '--seconds', String(o.blastSeconds + 30), '--ramp', '1']);
+  const gen = spawnLoadgen(['--port', String(svc.port), '--workload', `${workload}:${o.blastClients}@max`, '--seconds', String(o.blastSeconds + 30), '--ramp', '1']);
   try {
     await gen.connected;
     await sleep(1000);
@@ -134,6 +136,7 @@ export async function blast(o: IngestBenchOptions): Promise<BlastResult> {
     const decoded = sum(m1, 'pusher_frames_decoded_total') - sum(m0, 'pusher_frames_decoded_total');
     const profileMain = o.profile ? await profileThread(svc, 'main', 5) : undefined;
     return {
+      workload,
       clients: o.blastClients,
       seconds: cpu.seconds,
       msgsPerSec: msgs / cpu.seconds,

@@ -306,7 +306,7 @@ export class LoadGen {
   private interval: NodeJS.Timeout | undefined;
   private hardStop: NodeJS.Timeout | undefined;
   private stopping = false;
-  private stopped: Promise<LoadStats> | undefined;
+  private stopPromise: Promise<LoadStats> | undefined;
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 5 });
   private readonly s: LoadStats;
   private readonly audio: Shared;
@@ -593,6 +593,11 @@ export class LoadGen {
     if (a.bytes > 0) this.count(u.perKey, c.key, a.kind, a.frames, a.bytes);
   }
 
+  /** True once stopping began (by stop() or the maxSeconds bound). */
+  get stopped(): boolean {
+    return this.stopping;
+  }
+
   /** A snapshot of the counters (live while running). */
   stats(): LoadStats {
     const s = this.s;
@@ -608,7 +613,7 @@ export class LoadGen {
    * terminated after `graceMs`; returns the final counts. Idempotent.
    */
   stop(graceMs = 5000): Promise<LoadStats> {
-    return (this.stopped ??= this.doStop(graceMs));
+    return (this.stopPromise ??= this.doStop(graceMs));
   }
 
   private async doStop(graceMs: number): Promise<LoadStats> {

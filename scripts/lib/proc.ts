@@ -3,18 +3,27 @@
 import { readdirSync, readFileSync } from 'node:fs';
 
 export interface ProcStatus {
-  /** Current resident set size, bytes (VmRSS). */
+  /** Current resident set size, bytes (VmRSS) = anonymous + file-backed + shared memory. */
   rss: number;
+  rssAnon: number;
+  rssFile: number;
+  rssShmem: number;
   /** Peak resident set size, bytes (VmHWM). */
   rssPeak: number;
   threads: number;
 }
 
-const KB_FIELDS: Record<string, 'rss' | 'rssPeak'> = { VmRSS: 'rss', VmHWM: 'rssPeak' };
+const KB_FIELDS: Record<string, 'rss' | 'rssPeak' | 'rssAnon' | 'rssFile' | 'rssShmem'> = {
+  VmRSS: 'rss',
+  VmHWM: 'rssPeak',
+  RssAnon: 'rssAnon',
+  RssFile: 'rssFile',
+  RssShmem: 'rssShmem',
+};
 
 /** Parses the text of /proc/PID/status; missing fields are NaN. */
 export function parseProcStatus(text: string): ProcStatus {
-  const out: ProcStatus = { rss: NaN, rssPeak: NaN, threads: NaN };
+  const out: ProcStatus = { rss: NaN, rssAnon: NaN, rssFile: NaN, rssShmem: NaN, rssPeak: NaN, threads: NaN };
   for (const line of text.split('\n')) {
     const m = /^(\w+):\s+(\d+)(?:\s+kB)?\s*$/.exec(line);
     if (!m) continue;

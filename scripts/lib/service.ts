@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readProcCpu, readProcStatus } from './proc.js';
+import { readProcCpu, readProcStatus, type ProcStatus } from './proc.js';
 import { scrape, type PromSample } from './prom.js';
 
 /** The repository root (holds bin/lc3-pusher.js), from the source tree or from dist/. */
@@ -58,6 +58,8 @@ export interface ChildService {
   scrape(): Promise<PromSample[]>;
   /** Current RSS and CPU seconds, undefined once the process has gone. */
   rss(): number | undefined;
+  /** Current memory figures from /proc (RSS and its anonymous/file/shared parts). */
+  memory(): ProcStatus | undefined;
   cpuSeconds(): number | undefined;
   /** The last lines the service logged. */
   logTail(lines?: number): string;
@@ -111,7 +113,8 @@ export async function startService(opts: ServiceOptions = {}): Promise<ChildServ
   });
   const baseUrl = `http://127.0.0.1:${port}`;
   const logTail = (lines = 20) => tail.slice(-lines).join('\n');
-  const readyMs = opts.readyTimeoutMs ?? 30000;
+  // Generous: on a busy machine a cold start (wasm, two workers) can take many seconds.
+  const readyMs = opts.readyTimeoutMs ?? 120000;
   const deadline = Date.now() + readyMs;
   for (;;) {
     if (exitValue !== undefined) throw new Error(`service exited (${exitValue}) before it was ready:\n${logTail()}`);
@@ -140,6 +143,7 @@ export async function startService(opts: ServiceOptions = {}): Promise<ChildServ
     alive: () => exitValue === undefined,
     scrape: () => scrape(baseUrl),
     rss: () => readProcStatus(pid)?.rss,
+    memory: () => readProcStatus(pid),
     cpuSeconds: () => readProcCpu(pid),
     logTail,
     stop: async (timeoutMs = 20000) => {

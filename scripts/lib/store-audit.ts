@@ -1,6 +1,7 @@
 // "Frames sent vs frames stored": walks the local store's chunk objects
-// (STORE_DIR/chunks/{uid}/{conversation}/{start}.lc3|.wav, DESIGN §3.3) and totals the audio per
-// uid/conversation, to compare with what the load generator sent.
+// (STORE_DIR/chunks/{uid}/{conversation}/{start}.lc3|.wav, DESIGN §3.3) and the sealed chunks
+// still waiting in the spool, and totals the audio per uid/conversation, to compare with what the
+// load generator sent.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLc3File } from '../../src/formats/lc3file.js';
@@ -19,10 +20,13 @@ export interface StoreTotals {
 
 const SIDECAR = '.meta.json';
 
-/** Totals of every chunk object under `storeDir`; an absent chunks/ directory is an empty store. */
-export function auditStore(storeDir: string): StoreTotals {
+/**
+ * Totals of the chunk files under `root` ({uid}/{conversation}/{start}.lc3|.wav). With
+ * `committed`, a file counts only once its sidecar exists. Names in `skip` are left out; names
+ * counted are added to `seen`.
+ */
+function walkChunks(root: string, o: { committed: boolean; skip?: ReadonlySet<string>; seen?: Set<string> }): StoreTotals {
   const out: StoreTotals = { objects: 0, uncommitted: 0, perKey: {}, errors: [] };
-  const root = join(storeDir, 'chunks');
   if (!existsSync(root)) return out;
   const dirs = (p: string) => readdirSync(p, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.startsWith('.'));
   for (const uid of dirs(root)) {
@@ -33,11 +37,13 @@ export function auditStore(storeDir: string): StoreTotals {
         if (name.startsWith('.') || name.endsWith(SIDECAR)) continue;
         const kind = name.endsWith('.lc3') ? 'lc3' : name.endsWith('.wav') ? 'pcm' : undefined;
         if (!kind) continue;
-        if (!names.has(name + SIDECAR)) {
+        const key = `${uid.name}/${conv.name}`;
+        const object = `chunks/${key}/${name}`;
+        if (o.skip?.has(object)) continue;
+        if (o.committed && !names.has(name + SIDECAR)) {
           out.uncommitted++;
           continue;
         }
-        const key = `${uid.name}/${conv.name}`;
         try {
           const buf = readFileSync(join(dir, name));
           let frames: number;
@@ -54,10 +60,45 @@ export function auditStore(storeDir: string): StoreTotals {
           e.frames += frames;
           e.bytes += bytes;
           out.objects++;
+          o.seen?.add(object);
         } catch (err) {
-          out.errors.push(`chunks/${key}/${name}: ${(err as Error).message}`);
+          out.errors.push(`${object}: ${(err as Error).message}`);
         }
       }
+    }
+  }
+  return out;
+}
+
+/** Totals of every committed chunk object in a local store; an absent chunks/ directory is an empty store. */
+export function auditStore(storeDir: string, seen?: Set<string>): StoreTotals {
+  return walkChunks(join(storeDir, 'chunks'), { committed: true, ...(seen ? { seen } : {}) });
+}
+
+/**
+ * Sealed chunks still in the spool (durable, awaiting upload: `{SPOOL_DIR}/sealed/{object name}`),
+ * leaving out those already in the store (uploaded, not yet deleted from the spool).
+ */
+export function auditSpool(spoolDir: string, inStore: ReadonlySet<string>): StoreTotals {
+  return walkChunks(join(spoolDir, 'sealed', 'chunks'), { committed: false, skip: inStore });
+}
+
+/** Regular files under `dir`, recursively (0 when it does not exist). */
+export function countFiles(dir: string): number {
+  if (!existsSync(dir)) return 0;
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) n += e.isDirectory() ? countFiles(join(dir, e.name)) : 1;
+  return n;
+}
+
+/** Sum of two per-key tables. */
+export function addCounts(a: Record<string, KeyCount>, b: Record<string, KeyCount>): Record<string, KeyCount> {
+  const out: Record<string, KeyCount> = {};
+  for (const t of [a, b]) {
+    for (const [k, v] of Object.entries(t)) {
+      const e = (out[k] ??= { kind: v.kind, frames: 0, bytes: 0 });
+      e.frames += v.frames;
+      e.bytes += v.bytes;
     }
   }
   return out;
