@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseLc3File } from '../src/formats/lc3file.js';
+import { parseSegment } from '../src/spool/journal.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { recoverSpool } from '../src/spool/recover.js';
 import { ShardSpool } from '../src/spool/shard-spool.js';
@@ -47,6 +48,31 @@ async function child(dir: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
   await sp.close();
+}
+
+/** The spool directory in one line per file (for failure reports): journal records, chunk frames. */
+function describe(dir: string): string[] {
+  const out: string[] = [];
+  for (const f of (readdirSync(dir, { recursive: true }) as string[]).sort()) {
+    const p = join(dir, f);
+    if (!statSync(p).isFile()) continue;
+    const buf = readFileSync(p);
+    if (f.endsWith('.jnl')) {
+      const recs = parseSegment(buf).records.map((r) => `${r.type}:${r.chunkId}@${r.offset}+${r.payload.length}`);
+      out.push(`journal ${f} ${buf.length} B: ${recs.join(' ')}`);
+    } else {
+      let frames = '?';
+      try {
+        frames = parseLc3File(buf, false)
+          .frames.map((x) => `${Buffer.from(x).readUInt32LE(0)}/${x[4]}`)
+          .join(' ');
+      } catch (e) {
+        frames = (e as Error).message;
+      }
+      out.push(`${f} ${buf.length} B: ${frames}`);
+    }
+  }
+  return out;
 }
 
 function sealedFrames(dir: string, uid: string): Buffer[] {
@@ -97,16 +123,19 @@ if (process.env.SPOOL_CRASH_CHILD) {
     t.test(`SIGKILL after ${killAfter} acknowledged frames`, async (t) => {
       const dir = t.testdir();
       const acked = await runAndKill(dir, killAfter);
+      const before = describe(dir);
       const r = await recoverSpool({ dir });
       t.ok(r.segments >= 1, `journal replayed (${r.records} records, ${r.sealed.length} chunks sealed by recovery)`);
       for (let s = 0; s < SESSIONS; s++) {
         const got = sealedFrames(dir, `u${s}`);
-        if (got.length < acked[s]!) t.fail(`session ${s}: ${got.length} frames recovered, ${acked[s]} acknowledged`);
-        for (let k = 0; k < got.length; k++) {
-          if (!got[k]!.equals(frame(s, k))) {
-            t.fail(`session ${s}: frame ${k} is wrong`);
-            break;
-          }
+        const wrong = got.findIndex((g, k) => !g.equals(frame(s, k)));
+        if (got.length < acked[s]! || wrong >= 0) {
+          t.fail(`session ${s}: ${got.length} frames recovered, ${acked[s]} acknowledged, first wrong frame ${wrong}`, {
+            diagnostic: true,
+            got: got.map((g) => `${g.readUInt32LE(0)}/${g[4]}`).join(' '),
+            before: before.filter((l) => l.includes(`u${s}/`) || l.startsWith('journal')),
+            after: describe(dir).filter((l) => l.includes(`u${s}/`)),
+          });
         }
       }
       t.pass(`every acknowledged frame of ${SESSIONS} sessions is sealed, in order, once (acks: ${acked.join(',')})`);

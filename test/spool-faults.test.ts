@@ -383,3 +383,34 @@ t.test('thousands of short chunks: the age queue is compacted', async (t) => {
   t.equal(r.sealed.length, 1100);
   t.equal(sealedFrames(dir).length, 1100);
 });
+
+t.test('slow chunk files never hold back the next commit (its ack)', async (t) => {
+  const dir = t.testdir();
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const io: SpoolIo = {
+    ...nodeIo,
+    open: async (p, mode) => {
+      const f = await nodeIo.open(p, mode);
+      if (!p.endsWith('.lc3')) return f;
+      return { ...f, write: async (d: Uint8Array, pos: number) => (await gate, f.write(d, pos)), datasync: () => f.datasync(), truncate: (n: number) => f.truncate(n), close: () => f.close() };
+    },
+  };
+  const r = rig(t, dir, io);
+  const s = r.sp.openSession({ sessionId: 1, uid: 'u', format: LC3 });
+  s.append(frame(1, 0), 1, T0);
+  const first = r.sp.flush(); // its chunk write hangs at the gate
+  await until(() => r.acks.length === 1, 'the first ack');
+  s.append(frame(1, 1), 1, T0 + 10);
+  let secondDone = false;
+  const second = r.sp.flush().then(() => (secondDone = true));
+  await until(() => r.acks.length === 2, 'the second ack, while the first chunk write still waits');
+  t.same(r.acks, [[1, 30], [2, 60]]);
+  t.notOk(secondDone, 'flush() also waits for the chunk files');
+  t.ok(r.sp.stats().heldBytes >= 64, 'bytes waiting for the chunk file count as held');
+  release();
+  await Promise.all([first, second]);
+  t.equal(r.sp.stats().heldBytes, 0);
+  await r.sp.close();
+  t.same(sealedFrames(dir), [frame(1, 0), frame(1, 1)]);
+});

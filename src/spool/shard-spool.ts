@@ -139,7 +139,7 @@ export interface ShardSpoolStats {
 interface PendingWrite {
   pos: number;
   data: Uint8Array;
-  /** false: a view into the shared batch buffer, valid only during its commit. */
+  /** false: a view into its commit's batch buffer (copied if the write has to wait for a retry). */
   owned: boolean;
 }
 
@@ -301,7 +301,9 @@ export class ShardSpool {
   private ageHead = 0;
   private chunkSeq = 0;
   private carry: { buf: Buffer; items: Item[] } | null = null;
-  private batch: Buffer = Buffer.alloc(0);
+  /** The chunk-write lane: runs beside the commits, so slow file creation never delays an ack. */
+  private lane: Promise<void> | null = null;
+  private laneAgain = false;
   private held = 0;
   private congested = false;
 
@@ -350,7 +352,7 @@ export class ShardSpool {
     this.openRoot = join(this.dir, OPEN_DIR);
     this.sealedRoot = join(this.dir, SEALED_DIR);
     this.journalDir = join(this.dir, JOURNAL_DIR);
-    this.timer = setInterval(() => void this.flush(), this.fsyncMs);
+    this.timer = setInterval(() => void this.commit(), this.fsyncMs);
     this.timer.unref();
   }
 
@@ -391,8 +393,16 @@ export class ShardSpool {
     };
   }
 
-  /** Runs a group commit now (coalesced with one already queued); resolves when it is done. */
-  flush(): Promise<void> {
+  /**
+   * Runs a group commit now (coalesced with one already queued); resolves when it is done and
+   * its bytes are in the chunk files (the timer's commits do not wait for the chunk files).
+   */
+  async flush(): Promise<void> {
+    await this.commit();
+    while (this.lane) await this.lane;
+  }
+
+  private commit(): Promise<void> {
     if (this.aborted) return Promise.resolve();
     if (this.next) return this.next;
     const p = this.chain.then(() => {
@@ -595,9 +605,7 @@ export class ShardSpool {
     } else {
       await this.retireIdleSegment();
     }
-    await this.flushChunks();
-    // After a burst (a disk stall), give the big batch buffer back.
-    if (this.batch.length > 4 << 20 && size < this.batch.length / 4) this.batch = Buffer.alloc(0);
+    if (this.needFlush.size > 0) this.kickLane();
     await this.pruneSegments(false);
     const totalMs = performance.now() - t0;
     if (this.lastCommit && size > 0) this.lastCommit.totalMs = totalMs;
@@ -605,8 +613,8 @@ export class ShardSpool {
   }
 
   private async journal(chunks: Chunk[], carry: { buf: Buffer; items: Item[] } | null, size: number, t0: number): Promise<boolean> {
-    if (this.batch.length < size) this.batch = Buffer.allocUnsafe(Math.max(size, 2 * this.batch.length, 64 << 10));
-    const buf = this.batch;
+    // One buffer per commit: the chunk-file writes of this commit use views into it.
+    const buf = Buffer.allocUnsafe(size);
     let at = 0;
     const items: Item[] = [];
     if (carry) {
@@ -681,6 +689,7 @@ export class ShardSpool {
       }
       if (it.dataLen > 0) {
         c.unwritten.push({ pos: it.pos, data: buf.subarray(it.dataAt, it.dataAt + it.dataLen), owned: false });
+        this.held += it.dataLen; // until it is in the chunk file
         this.needFlush.add(c);
         const s = c.session;
         s.durFrames += it.frames;
@@ -777,6 +786,21 @@ export class ShardSpool {
 
   // ---------------------------------------------------------------- chunk files
 
+  private kickLane(): void {
+    if (this.lane) {
+      this.laneAgain = true;
+      return;
+    }
+    this.lane = (async () => {
+      do {
+        this.laneAgain = false;
+        await this.flushChunks();
+      } while (this.laneAgain && !this.aborted);
+      this.lane = null;
+      this.checkCongestion();
+    })();
+  }
+
   private async flushChunks(): Promise<void> {
     const list = [...this.needFlush];
     let next = 0;
@@ -793,7 +817,7 @@ export class ShardSpool {
         const u = c.unwritten[0]!;
         await f.write(u.data, u.pos);
         c.unwritten.shift();
-        if (u.owned) this.held -= u.data.length;
+        this.held -= u.data.length;
         this.quota.add(u.data.length);
       }
       this.needFlush.delete(c);
@@ -801,9 +825,8 @@ export class ShardSpool {
     } catch (e) {
       for (const u of c.unwritten) {
         if (!u.owned) {
-          u.data = Buffer.from(u.data);
+          u.data = Buffer.from(u.data); // do not keep a whole commit's buffer alive for it
           u.owned = true;
-          this.held += u.data.length;
         }
       }
       this.counters.writeErrors++;
