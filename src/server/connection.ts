@@ -166,8 +166,12 @@ export class Connection {
       }
       const p = this.pending[0]!;
       if (!this.shard.write(this.slot, p.code, p.arrival, p.buf, p.off, p.len)) {
+        // Ask to be told when the shard drains, then try once more: the shard may have drained
+        // the whole ring between the failed write and the flag, and would then never look at
+        // this slot again (a lost wake-up that left a socket paused for good). If the retry still
+        // fails, records remain in the ring, and the drain that consumes them sees the flag.
         this.shard.producer.markWaiting(this.slot);
-        return;
+        if (!this.shard.write(this.slot, p.code, p.arrival, p.buf, p.off, p.len)) return;
       }
       this.pending.shift();
     }
