@@ -122,7 +122,7 @@ t.test('store outage during live sessions: nothing lost, everything uploaded aft
   await until(async () => {
     const s = await svc.uploader.stats();
     return s.spool_files === 0 && storedFrames(objects(), `o${N - 1}`).frames.length === sent;
-  }, 120000, 'everything uploaded after the outage');
+  }, 120_000 + outageS * 5_000, 'everything uploaded after the outage'); // the backlog: 200 chunks per outage second
   let lost = 0;
   for (let i = 0; i < N; i++) lost += sent - storedFrames(objects(), `o${i}`).frames.length;
   t.equal(lost, 0, `zero frames lost (${N} sessions × ${sent} frames)`);
