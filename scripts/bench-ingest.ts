@@ -4,7 +4,7 @@
 // about one with --quick.
 //
 //   npm run build:ts && node dist/scripts/bench-ingest.js [--quick] [--only blast,memory,streams]
-//        [--streams 200,400,800] [--shards 2] [--no-profile]
+//        [--streams 200,400,800] [--step-seconds S] [--shards 2] [--sync on|off] [--no-profile]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ export interface IngestReport {
   blast?: BlastResult;
   blastPcm?: BlastResult;
   loadAverage: { start: number[]; end?: number[] };
+  sync?: boolean;
   memory?: MemoryResult;
   streams?: StreamsResult;
 }
@@ -33,12 +34,14 @@ export async function runIngest(argv: string[]): Promise<IngestReport> {
       shards: { type: 'string', default: '2' },
       'step-seconds': { type: 'string' },
       'no-profile': { type: 'boolean', default: false },
+      sync: { type: 'string', default: 'on' },
     },
   });
   const log = (line: string) => console.error(`[bench-ingest] ${line}`);
   const o = defaultIngestOptions(values.quick, log);
   o.shards = Number(values.shards);
   o.profile = !values['no-profile'];
+  o.sync = values.sync !== 'off';
   if (values['step-seconds']) o.stepSeconds = Number(values['step-seconds']);
   if (values.streams) o.streams = values.streams.split(',').map(Number);
   const only = new Set(values.only.split(','));
@@ -46,7 +49,8 @@ export async function runIngest(argv: string[]): Promise<IngestReport> {
     machine: { cores: availableParallelism(), cpu: cpus()[0]?.model ?? '?', node: process.version },
     loadAverage: { start: loadavg() },
   };
-  log(`${report.machine.cores} cores (${report.machine.cpu}); the load generator runs in its own process on the same cores and competes with the service`);
+  report.sync = o.sync;
+  log(`${report.machine.cores} cores (${report.machine.cpu}); private cloud sync ${o.sync ? 'on (durable spool)' : 'off'}; the load generator runs in its own process on the same cores and competes with the service`);
   if (only.has('blast')) {
     report.blast = await blast(o, 'device');
     report.blastPcm = await blast(o, 'device-pcm');
@@ -63,7 +67,7 @@ function hot(title: string, p: { top: HotFunction[]; idlePct: number } | undefin
 }
 
 export function formatIngest(r: IngestReport): string {
-  const out: string[] = [`machine: ${r.machine.cores} cores, ${r.machine.cpu}, node ${r.machine.node}`];
+  const out: string[] = [`machine: ${r.machine.cores} cores, ${r.machine.cpu}, node ${r.machine.node}; private cloud sync ${r.sync === false ? 'off' : 'on (durable spool)'}`];
   out.push('NOTE: the load generator runs on the same cores as the service (separate process); its CPU is shown as "gen".');
   const la = (x: number[] | undefined) => (x ? x.map((v) => v.toFixed(1)).join(' ') : '?');
   out.push(`load average (1/5/15 min) at start ${la(r.loadAverage.start)}, at end ${la(r.loadAverage.end)} — other work on this machine skews every figure`);
@@ -73,6 +77,7 @@ export function formatIngest(r: IngestReport): string {
     out.push('', `blast ${what} — ${b.clients} clients writing 30-byte messages as fast as backpressure allows, ${b.seconds.toFixed(1)} s`);
     out.push(`  ${Math.round(b.msgsPerSec).toLocaleString('en')} msgs/s into the rings${b.workload === 'device' ? `, ${Math.round(b.framesDecodedPerSec).toLocaleString('en')} frames/s decoded` : ''}`);
     out.push(`  main thread ${(b.cores.main * 100).toFixed(0)}% of a core = ${b.mainUsPerMsg.toFixed(2)} µs/msg; service ${b.cores.service.toFixed(2)} cores; gen ${b.cores.gen.toFixed(2)} cores; sockets paused (max) ${b.maxPaused}`);
+    if (Number.isNaN(b.cores.gen)) out.push('  WARNING: the load generator process ended before the window did: this figure is not valid');
     out.push(...hot('  main thread profile', b.profileMain));
   }
   if (r.memory) {
@@ -86,12 +91,13 @@ export function formatIngest(r: IngestReport): string {
   }
   if (r.streams) {
     const s = r.streams;
-    out.push('', 'streams — real-time lc3_fs1030 (100 msgs/s each); sustained = ≥ 98% of real time decoded, p99 ≤ 50 ms, zero loss');
-    const rows = [['streams', 'verdict', 'decoded', 'p99 ≤', 'lost', 'paused', 'RSS MiB', 'svc cores', 'main', 'gen cores', 'gen lag p99']];
+    out.push('', 'streams — real-time lc3_fs1030 (100 msgs/s each); throughput = zero loss and ≥ 98% of real time decoded; sustained = that and p99 ≤ 50 ms');
+    const rows = [['streams', 'throughput', 'sustained', 'decoded', 'p99 ≤', 'lost', 'paused', 'RSS MiB', 'svc cores', 'main', 'gen cores', 'gen lag p99']];
     for (const x of [...s.steps].sort((a, b) => a.n - b.n)) {
       rows.push([
         String(x.n),
-        x.pass ? 'sustained' : 'no',
+        x.throughputOk ? 'ok' : 'no',
+        x.pass ? 'yes' : 'no',
         `${(x.achieved * 100).toFixed(1)}%`,
         `${(x.p99 * 1000).toFixed(0)} ms`,
         String(x.lost),
@@ -106,7 +112,8 @@ export function formatIngest(r: IngestReport): string {
     out.push(table(rows).replace(/^/gm, '  '));
     const p99src = s.steps[0]?.p99Source ?? 'since-start gauge';
     out.push(`  p99 from ${p99src}: power-of-two buckets, so "≤ 32 ms" passes and "≤ 64 ms" does not`);
-    out.push(`  largest sustained: ${s.maxSustained} streams, using ${s.serviceCores.toFixed(2)} service cores → ${Math.round(s.streamsPerCore)} streams per service core`);
+    out.push(`  largest with full throughput: ${s.maxThroughput} streams, using ${s.serviceCores.toFixed(2)} service cores → ${Math.round(s.streamsPerCore)} streams per service core`);
+    out.push(`  largest also meeting p99 ≤ 50 ms: ${s.maxSustained} streams`);
     if (s.profiled) {
       out.push(...hot(`  main thread profile at ${s.profiled.n} streams`, s.profiled.profile?.main));
       out.push(...hot(`  shard-0 profile at ${s.profiled.n} streams`, s.profiled.profile?.shard0));

@@ -31,6 +31,8 @@ export interface IngestBenchOptions {
   /** p99 bound for a step to count as sustained, seconds. */
   p99Bound: number;
   profile: boolean;
+  /** Private cloud sync (the durable spool) on for the measured sessions. */
+  sync: boolean;
   log: (line: string) => void;
 }
 
@@ -48,10 +50,12 @@ export function defaultIngestOptions(quick: boolean, log: (line: string) => void
     maxSteps: quick ? 4 : 8,
     p99Bound: 0.05,
     profile: true,
+    sync: true,
     log,
   };
 }
 
+const settings = (o: IngestBenchOptions) => ({ default: { private_cloud_sync: o.sync } });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ADMIN = 'bench-admin-token';
 
@@ -117,7 +121,7 @@ export interface BlastResult {
 
 export async function blast(o: IngestBenchOptions, workload: 'device' | 'device-pcm' = 'device'): Promise<BlastResult> {
   o.log(`blast (${workload}): ${o.blastClients} clients writing 30-byte messages as fast as backpressure allows, ${o.blastSeconds} s`);
-  const svc = await startService({ env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: '1024', ADMIN_TOKEN: ADMIN } });
+  const svc = await startService({ env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: '1024', ADMIN_TOKEN: ADMIN }, settings: settings(o) });
   const gen = spawnLoadgen(['--port', String(svc.port), '--workload', `${workload}:${o.blastClients}@max`, '--seconds', String(o.blastSeconds + 30), '--ramp', '1']);
   try {
     await gen.connected;
@@ -174,7 +178,7 @@ async function settledRss(svc: ChildService): Promise<number> {
 export async function idleMemory(o: IngestBenchOptions): Promise<MemoryResult> {
   const n = o.idleSessions;
   o.log(`memory: RSS of the service before and with ${n} idle device sessions`);
-  const svc = await startService({ env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: String(Math.ceil(n / o.shards) + 256) } });
+  const svc = await startService({ env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: String(Math.ceil(n / o.shards) + 256) }, settings: settings(o) });
   let gen: LoadgenChild | undefined;
   try {
     await sleep(2000);
@@ -208,7 +212,10 @@ export async function idleMemory(o: IngestBenchOptions): Promise<MemoryResult> {
 
 export interface StepResult {
   n: number;
+  /** Every criterion: throughput (zero loss, ≥ 98% of real time decoded) and p99 ≤ bound. */
   pass: boolean;
+  /** Zero loss and ≥ 98% of real time decoded (the capacity search steps on this). */
+  throughputOk: boolean;
   why: string[];
   /** Decoded during the window / nominal (n × 100 × seconds). */
   achieved: number;
@@ -226,7 +233,10 @@ export interface StepResult {
 
 export async function streamStep(o: IngestBenchOptions, n: number, profile: boolean): Promise<StepResult> {
   const rampS = Math.max(1, Math.min(5, n / 300));
-  const svc = await startService({ env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: String(Math.max(256, Math.ceil((n * 1.5) / o.shards))), ADMIN_TOKEN: ADMIN } });
+  const svc = await startService({
+    env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: String(Math.max(256, Math.ceil((n * 1.5) / o.shards))), ADMIN_TOKEN: ADMIN },
+    settings: settings(o),
+  });
   const gen = spawnLoadgen(['--port', String(svc.port), '--workload', `device:${n}`, '--seconds', String(rampS + o.stepSeconds + 60), '--ramp', String(rampS)]);
   try {
     await gen.connected;
@@ -262,11 +272,14 @@ export async function streamStep(o: IngestBenchOptions, n: number, profile: bool
     const lost = load.lc3Frames - decoded;
     const why: string[] = [];
     if (lost !== 0) why.push(`${lost} frames lost`);
-    if (!(p99 <= o.p99Bound)) why.push(`p99 ${(p99 * 1000).toFixed(0)} ms > ${o.p99Bound * 1000} ms`);
     if (achieved < 0.98) why.push(`only ${(achieved * 100).toFixed(1)}% of the real-time rate decoded`);
+    const throughputOk = why.length === 0;
+    if (!(p99 <= o.p99Bound)) why.push(`p99 ${(p99 * 1000).toFixed(0)} ms > ${o.p99Bound * 1000} ms`);
+    if (Number.isNaN(c1.gen)) why.push('the load generator process ended early');
     return {
       n,
       pass: why.length === 0,
+      throughputOk: throughputOk && !Number.isNaN(c1.gen),
       why,
       achieved,
       p99,
@@ -287,7 +300,10 @@ export async function streamStep(o: IngestBenchOptions, n: number, profile: bool
 
 export interface StreamsResult {
   steps: StepResult[];
+  /** Largest step meeting every criterion (p99 included). */
   maxSustained: number;
+  /** Largest step with zero loss and the full real-time rate decoded, whatever its p99. */
+  maxThroughput: number;
   /** The largest sustained step's service CPU, cores, and streams per service core. */
   serviceCores: number;
   streamsPerCore: number;
@@ -299,7 +315,8 @@ export async function streams(o: IngestBenchOptions): Promise<StreamsResult> {
   const steps: StepResult[] = [];
   const plan = o.streams ? [...o.streams] : undefined;
   for (let i = 0; i < o.maxSteps; i++) {
-    const n = plan ? plan.shift() : nextStreams(steps, { start: o.startStreams, max: o.maxStreams, resolution: o.resolution });
+    // The search steps on throughput; p99 is judged per step (since-start gauge: see the report).
+    const n = plan ? plan.shift() : nextStreams(steps.map((x) => ({ n: x.n, pass: x.throughputOk })), { start: o.startStreams, max: o.maxStreams, resolution: o.resolution });
     if (n === undefined) break;
     o.log(`streams: ${n} real-time lc3_fs1030 streams (100 msgs/s each), ${o.stepSeconds} s`);
     const r = await streamStep(o, n, false);
@@ -311,11 +328,12 @@ export async function streams(o: IngestBenchOptions): Promise<StreamsResult> {
   }
   const passed = steps.filter((s) => s.pass).sort((a, b) => b.n - a.n);
   const best = passed[0];
-  const firstFail = steps.filter((s) => !s.pass).sort((a, b) => a.n - b.n)[0];
+  const fast = steps.filter((s) => s.throughputOk).sort((a, b) => b.n - a.n)[0];
+  const firstFail = steps.filter((s) => !s.throughputOk).sort((a, b) => a.n - b.n)[0];
   // Profile where it breaks (or the top step): that is where the bottleneck shows.
   let profiled: StepResult | undefined;
   if (o.profile) {
-    const at = firstFail?.n ?? best?.n;
+    const at = firstFail?.n ?? fast?.n;
     if (at !== undefined) {
       o.log(`profile: main thread and shard-0 at ${at} streams`);
       profiled = await streamStep(o, at, true);
@@ -324,8 +342,10 @@ export async function streams(o: IngestBenchOptions): Promise<StreamsResult> {
   return {
     steps,
     maxSustained: best?.n ?? 0,
-    serviceCores: best?.cores.service ?? NaN,
-    streamsPerCore: best ? best.n / best.cores.service : NaN,
+    maxThroughput: fast?.n ?? 0,
+    // Per core at the largest throughput step (p99 is separate: see maxSustained).
+    serviceCores: fast?.cores.service ?? NaN,
+    streamsPerCore: fast ? fast.n / fast.cores.service : NaN,
     profiled,
   };
 }
