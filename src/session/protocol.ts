@@ -1,6 +1,8 @@
 // What the main thread and a shard agree on about a session, and the validation of the pusher
 // protocol's JSON messages (DESIGN §2). Shared by both sides; no I/O here.
 
+import { ID_PATTERN } from '../spool/names.js';
+
 export type Endpoint = 'pusher' | 'device';
 
 export interface CodecParams {
@@ -31,9 +33,9 @@ export type ShardEvent =
   | { t: 'close'; slot: number; code: number; reason: string }
   | { t: 'log'; msg: string };
 
-export const UID_RE = /^[A-Za-z0-9_-]{1,128}$/;
-/** Conversation ids become object-name segments: same safe alphabet, no dots or slashes. */
-export const CONVERSATION_RE = /^[A-Za-z0-9_-]{1,128}$/;
+/** Uids and conversation ids become object-name segments: the spool's safe-id pattern. */
+export const UID_RE = ID_PATTERN;
+export const CONVERSATION_RE = ID_PATTERN;
 
 export class ProtocolError extends Error {
   constructor(

@@ -13,6 +13,7 @@
 // Conversation ids in practice are UUIDs or Firestore ids, which fit. `_` is the conversation of
 // audio received before the session named one.
 
+/** The one definition of a safe id (uid, conversation id): it becomes an object-name segment. */
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 /** Conversation of audio before the first conversation switch. */
 export const UNNAMED_CONVERSATION = '_';
