@@ -8,6 +8,7 @@ import { nodeIo, type SpoolFile, type SpoolIo } from '../src/spool/io.js';
 import { segmentFileName } from '../src/spool/names.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { ShardSpool, type SealedChunk, type ShardSpoolOptions } from '../src/spool/shard-spool.js';
+import { closedWithCommits } from './support/spool.js';
 
 const LC3 = { kind: 'lc3', frameUs: 10000, sampleRate: 16000, frameBytes: 30 } as const;
 const T0 = 1732623456789;
@@ -248,7 +249,7 @@ t.test('seal fdatasync failure: the chunk is rebuilt from the journal, then seal
   const sent = await send(r, s, 0, 50);
   const closing = s.close();
   await r.sp.flush();
-  await closing;
+  await closedWithCommits(r.sp, closing);
   t.equal(r.sp.stats().sealErrors, 1);
   t.same(sealedFrames(dir), sent, 'rebuilt byte-exact from the journal');
   await r.sp.close();
@@ -265,7 +266,7 @@ t.test('seal: link, unlink and directory fsync failures are retried from where t
   const sent = await send(r, s, 0, 10);
   const closing = s.close();
   await r.sp.flush();
-  await closing;
+  await closedWithCommits(r.sp, closing);
   t.equal(r.sp.stats().sealErrors, 3);
   t.same(sealedFrames(dir), sent);
   t.same(allFiles(join(dir, 'open')), []);
@@ -279,7 +280,7 @@ t.test('seal: the open file vanished → rebuilt from the journal', async (t) =>
   const sent = await send(r, s, 0, 10);
   const closing = s.close();
   await r.sp.flush();
-  await closing;
+  await closedWithCommits(r.sp, closing);
   t.same(sealedFrames(dir), sent);
   await r.sp.close();
 });
@@ -298,7 +299,7 @@ t.test('rebuild refuses a journal that does not hold the whole chunk', async (t)
   writeFileSync(seg, good.subarray(0, 200)); // the DATA record is gone
   await until(() => r.errors.some((e) => /journal holds 0 bytes/.test(e)), 'rebuild to notice');
   writeFileSync(seg, good);
-  await closing;
+  await closedWithCommits(r.sp, closing);
   t.equal(sealedFrames(dir).length, 10);
   await r.sp.close();
 });
@@ -313,7 +314,7 @@ t.test('segment deletion and close failures are reported and retried', async (t)
   await send(r, s, 10, 10); // rotation: closing the old segment fails (reported)
   const closing = s.close();
   await r.sp.flush();
-  await closing;
+  await closedWithCommits(r.sp, closing);
   await r.sp.close();
   t.match(r.errors.join('\n'), /journal close: injected EIO/);
   t.match(r.errors.join('\n'), /journal delete: injected EIO/);

@@ -8,7 +8,7 @@ import { parseLc3File } from '../src/formats/lc3file.js';
 import { parseWav } from '../src/formats/wav.js';
 import { chunkHeader } from '../src/spool/format.js';
 import { nodeIo, type SpoolFile, type SpoolIo } from '../src/spool/io.js';
-import { parseOpenPayload, parseSegment, REC_DATA, REC_OPEN, REC_SEAL, RECORD_HEADER_BYTES, writeRecord } from '../src/spool/journal.js';
+import { parseOpenPayload, parseSegment, REC_DATA, REC_OPEN, REC_SEAL, REC_SEALED, RECORD_HEADER_BYTES, writeRecord } from '../src/spool/journal.js';
 import { segmentFileName } from '../src/spool/names.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { recoverSpool, walkFiles } from '../src/spool/recover.js';
@@ -172,6 +172,28 @@ t.test('a chunk sealed (and uploaded) before the crash is not resurrected from t
   t.ok(content.length > 0);
 });
 
+t.test('a chunk whose SEAL was journaled before its file was even created is rebuilt, not taken for sealed', async (t) => {
+  // Under I/O load the chunk-file lane lags behind the commits: a full chunk's SEAL record can be
+  // durable while its open file does not exist yet. A crash then must not lose its acked audio.
+  const dir = t.testdir();
+  const io: SpoolIo = { ...nodeIo, open: (p, mode) => (p.endsWith('.lc3') ? new Promise<SpoolFile>(() => undefined) : nodeIo.open(p, mode)) };
+  let acked = 0;
+  const sp = new ShardSpool({ dir, shard: 0, quota: new SpoolQuota(1 << 30), io, fsyncMs: 10, chunkSeconds: 1, onDurable: (_s, f) => (acked = f) });
+  t.teardown(() => sp.abort());
+  const s = sp.openSession({ sessionId: 1, uid: 'u', format: LC3 });
+  const sent = Array.from({ length: 150 }, (_, k) => frame(1, k));
+  sent.forEach((f, k) => s.append(f, 1, T0 + k * 10)); // 100 frames fill the first chunk: sealed at the next commit
+  await until(() => acked === 150, 'all 150 frames acknowledged');
+  const types = parseSegment(readFileSync(join(dir, 'journal', readdirSync(join(dir, 'journal'))[0]!))).records.map((r) => r.type);
+  t.ok(types.includes(REC_SEAL), 'the first chunk is SEALed in the journal');
+  t.notOk(types.includes(REC_SEALED), 'but not sealed');
+  t.same(allFiles(join(dir, 'open')), [], 'no chunk file was created');
+  sp.abort(); // the crash
+  const r = await recoverSpool({ dir });
+  t.equal(r.recreated, 2, 'both chunks rebuilt from the journal');
+  t.same(sealedFrames(dir, 'u'), sent, 'every acknowledged frame, in order, once');
+});
+
 t.test('torn journal tail: everything before it is recovered', async (t) => {
   const dir = t.testdir();
   const run = await streamUntilCrash(t, dir, (op, p) => op === 'open' && p.endsWith('.lc3'), { total: 50 });
@@ -262,13 +284,18 @@ t.test('journal records that cannot be trusted are skipped, loudly', async (t) =
   open(3, JSON.stringify({ open: 'chunks/u/c/1.000~0-r1-3.lc3', object: 'chunks/u/c/1.000.lc3', format: { kind: 'lc3' }, session: 1 }));
   open(4, JSON.stringify({ open: 'chunks/u/c/notachunk', object: 'x', format: LC3, session: 1 }));
   data(5, 18, frame(1, 1)); // no OPEN, no SEAL
-  at = writeRecord(buf, at, REC_SEAL, 6, 50, 0); // no OPEN but sealed: its OPEN was in a deleted segment
+  at = writeRecord(buf, at, REC_SEAL, 6, 50, 0);
+  const name = Buffer.from('chunks/u/c/1.000.lc3');
+  name.copy(buf, at + RECORD_HEADER_BYTES);
+  at = writeRecord(buf, at, REC_SEALED, 6, 0, name.length); // no OPEN but sealed: its OPEN was in a deleted segment
+  at = writeRecord(buf, at, REC_SEAL, 7, 50, 0); // no OPEN and never sealed: cannot happen, so it is reported
   writeFileSync(seg, buf.subarray(0, at));
   const errors: string[] = [];
   const r = await recoverSpool({ dir, onError: (e) => errors.push(e.message) });
-  t.equal(r.records, 7);
+  t.equal(r.records, 9);
   t.equal(r.segments, 1);
-  t.equal(errors.length, 5, 'chunks 1-5 reported');
+  t.equal(errors.length, 6, 'chunks 1-5 and 7 reported');
+  t.match(errors.at(-1), /records of chunk 7 without a usable OPEN record/);
   t.same(allFiles(dir), []);
   t.equal(parseOpenPayload(Buffer.from('{"open":1}')), null);
   // Records that stop a reader: wrong version, unknown type, absurd length, bad CRC.

@@ -18,6 +18,7 @@ import {
 } from '../src/spool/names.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { ShardSpool, type SealedChunk, type ShardSpoolOptions } from '../src/spool/shard-spool.js';
+import { closedWithCommits } from './support/spool.js';
 
 const LC3 = { kind: 'lc3', frameUs: 10000, sampleRate: 16000, frameBytes: 30 } as const;
 const T0 = 1732623456789;
@@ -243,9 +244,7 @@ t.test('segments rotate by size and age and are deleted once their chunks are se
   await sp.flush();
   t.ok(sp.stats().journalSegments > 2, `rotated by size (${sp.stats().journalSegments} segments)`);
   t.ok(sp.stats().journalBytes > 0);
-  const closing = idle.close(); // sealed after the next commit
-  await sp.flush();
-  await closing;
+  await closedWithCommits(sp, idle.close());
   await sp.flush();
   t.equal(sp.stats().journalSegments, 1, 'everything but the current segment deleted');
   now += 5000;
@@ -270,14 +269,17 @@ t.test('a chunk open too long (wall clock) is sealed even if not full', async (t
   other.append(frame(2, 0), 1, T0 + 3000);
   await sp.flush();
   t.equal(sealed.length, 0);
+  t.match(sp.stats(), { openChunks: 2, sealBacklog: 0, oldestOpenMs: 3000 }, 'the oldest unsealed chunk is 3 s old');
   now += 2500;
   await sp.flush(); // s's chunk is 5.5 s old: sealed; other's 2.5 s: kept
-  for (let i = 0; i < 1000 && sealed.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 1000 && sealed.length === 0; i++) await Promise.all([sp.flush(), new Promise((r) => setTimeout(r, 10))]); // the seal finishes after a later commit (its SEALED record)
   await sp.flush();
   t.same(sealed.map((c) => c.name), ['chunks/u/_/1732623456.789.lc3']);
+  t.match(sp.stats(), { openChunks: 1, sealBacklog: 0, oldestOpenMs: 2500 }, "now the other session's chunk is the oldest");
   s.append(frame(1, 1), 1, T0 + 5500); // opens a new chunk
   await sp.close();
   t.equal(sealed.length, 3);
+  t.match(sp.stats(), { openChunks: 0, sealBacklog: 0, oldestOpenMs: 0 });
 });
 
 t.test('congestion when the audio held in memory reaches the bound; the batch buffer shrinks after a burst', async (t) => {

@@ -3,11 +3,13 @@
 //
 // Record (little endian):
 //   0  u16  magic 0x4a4c
-//   2  u8   type: 1 OPEN (payload: JSON OpenPayload) · 2 DATA (payload: chunk bytes) · 3 SEAL (no payload)
+//   2  u8   type: 1 OPEN (payload: JSON OpenPayload) · 2 DATA (payload: chunk bytes) ·
+//           3 SEAL (the chunk ends here; no payload) · 4 SEALED (its sealed file is durable;
+//           payload: the object name it was sealed to)
 //   3  u8   version (1)
 //   4  u32  chunk id (unique within one ShardSpool run; segment names carry the run)
 //   8  u32  payload length
-//  12  u48  offset: DATA → byte offset of the payload in the chunk file; SEAL → final file size
+//  12  u48  offset: DATA → byte offset of the payload in the chunk file; SEAL → final file size; SEALED → 0
 //  18  u16  0
 //  20  u32  CRC-32 of bytes 0..19 and the payload
 //  24  payload
@@ -21,6 +23,11 @@ export const RECORD_VERSION = 1;
 export const REC_OPEN = 1;
 export const REC_DATA = 2;
 export const REC_SEAL = 3;
+/**
+ * Written once a chunk's sealed file and its directory entry are durable, and before its open name
+ * is removed: recovery tells "sealed (maybe uploaded since)" from "open file not created yet" by it.
+ */
+export const REC_SEALED = 4;
 /** Largest payload a reader accepts (a sanity bound against garbage lengths). */
 export const MAX_RECORD_PAYLOAD = 1 << 30;
 
@@ -69,7 +76,7 @@ export function parseSegment(buf: Buffer): ParsedSegment {
     if (buf.readUInt16LE(at) !== RECORD_MAGIC || buf[at + 3] !== RECORD_VERSION) break;
     const type = buf[at + 2]!;
     const len = buf.readUInt32LE(at + 8);
-    if (type < REC_OPEN || type > REC_SEAL || len > MAX_RECORD_PAYLOAD || at + RECORD_HEADER_BYTES + len > buf.length) break;
+    if (type < REC_OPEN || type > REC_SEALED || len > MAX_RECORD_PAYLOAD || at + RECORD_HEADER_BYTES + len > buf.length) break;
     const payload = buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + len);
     const crc = crc32(payload, crc32(buf.subarray(at, at + 20)));
     if (crc !== buf.readUInt32LE(at + 20)) break;

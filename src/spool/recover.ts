@@ -1,8 +1,10 @@
 // Start-up recovery of the spool (after a crash, kill -9 or power loss).
 //
 //   1. Journals: for each shard run, every chunk named by an OPEN record is brought up to date:
-//      its open file is (re)created if missing — unless a SEAL record says it was sealed already —
-//      and every DATA record is written back at its offset (idempotent: same bytes, same place).
+//      its open file is (re)created if missing — unless a SEALED record says its sealed file was
+//      durable already (the spool removes an open name only after that record) — and every DATA
+//      record is written back at its offset (idempotent: same bytes, same place). A SEAL record
+//      alone does not mean sealed: the file may simply not have been created yet.
 //      The journal is the only copy of audio acknowledged but not yet sealed; it is complete for
 //      every unsealed chunk because segments are deleted only oldest-first once their chunks
 //      are sealed.
@@ -17,7 +19,7 @@
 import { dirname, join } from 'node:path';
 import { checkFormat, chunkHeader, headerBytes, inspectChunk, lc3SampleCount, type Lc3SpoolFormat } from './format.js';
 import { errCode, linkUnique, mkdirDurable, nodeIo, pruneDirs, type SpoolFile, type SpoolIo } from './io.js';
-import { parseOpenPayload, parseSegment, REC_DATA, REC_OPEN, REC_SEAL, type OpenPayload } from './journal.js';
+import { parseOpenPayload, parseSegment, REC_DATA, REC_OPEN, REC_SEALED, type OpenPayload } from './journal.js';
 import {
   CORRUPT_DIR,
   isValidConversationId,
@@ -72,6 +74,7 @@ export interface RecoverResult {
 
 interface ChunkState {
   open: OpenPayload | null;
+  /** A SEALED record: the sealed file was durable (and may have been uploaded since). */
   sealed: boolean;
 }
 
@@ -128,7 +131,7 @@ export async function recoverSpool(o: RecoverOptions): Promise<RecoverResult> {
         let ch = chunks.get(rec.chunkId);
         if (!ch) chunks.set(rec.chunkId, (ch = { open: null, sealed: false }));
         if (rec.type === REC_OPEN) ch.open ??= validOpen(rec.payload);
-        else if (rec.type === REC_SEAL) ch.sealed = true;
+        else if (rec.type === REC_SEALED) ch.sealed = true;
       }
     }
     const targets = new Map<number, SpoolFile>();

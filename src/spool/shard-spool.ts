@@ -10,7 +10,10 @@
 //   3. onDurable(session, frames, bytes) for every session whose durable count advanced;
 //   4. the same bytes are written into each chunk file (page cache, no fsync);
 //   5. chunks whose SEAL is journaled are sealed in the background (final header, fdatasync,
-//      link to sealed/{object name}, unlink the open name, fsync the directory).
+//      link to sealed/{object name}, fsync its directory); a SEALED record goes into the next
+//      commit, and only once that is durable is the open name removed. So recovery reads "no open
+//      file, no SEALED record" as "the file was not created yet" and rebuilds it from the journal,
+//      and "no open file, SEALED" as "sealed, maybe uploaded since".
 // A journal segment is deleted once every chunk whose first record is in it or in an older
 // segment has been sealed (segments go strictly oldest first, so any chunk with a record in a
 // surviving segment has all its later records, including its SEAL, in surviving segments).
@@ -35,7 +38,7 @@ import {
   type SpoolFormat,
 } from './format.js';
 import { errCode, linkUnique, mkdirDurable, nodeIo, pruneDirs, type SpoolFile, type SpoolIo } from './io.js';
-import { parseSegment, REC_DATA, REC_OPEN, REC_SEAL, RECORD_HEADER_BYTES, writeRecord, type OpenPayload } from './journal.js';
+import { parseSegment, REC_DATA, REC_OPEN, REC_SEAL, REC_SEALED, RECORD_HEADER_BYTES, writeRecord, type OpenPayload } from './journal.js';
 import {
   checkConversationId,
   checkUid,
@@ -91,7 +94,12 @@ export interface ShardSpoolOptions {
   segmentMs?: number;
   /** `congested` when audio held in memory reaches this (default 32 MiB). */
   maxPendingBytes?: number;
-  /** Chunks sealed concurrently (default 2: leaves libuv threads for the journal's fsync). */
+  /**
+   * Chunks sealed concurrently (default 8). Each seal mostly waits on the disk (fdatasync, link,
+   * directory fsync) and concurrent fsyncs share the file system's journal commits, so seals/s
+   * grow with it (measured ~90/s at 1, ~400/s at 8); the process needs a libuv pool to match
+   * (bin/lc3-pusher.cjs sizes it).
+   */
   sealConcurrency?: number;
   /** Chunk-file writes in flight per commit (default 16). */
   writeConcurrency?: number;
@@ -122,6 +130,10 @@ export interface ShardSpoolStats {
   sessions: number;
   /** Chunks not yet sealed. */
   openChunks: number;
+  /** Chunks whose SEAL is journaled, waiting to be (or being) sealed: grows when sealing falls behind. */
+  sealBacklog: number;
+  /** Age of the oldest chunk not yet sealed, ms (0 when there is none): its journal segment cannot be deleted. */
+  oldestOpenMs: number;
   /** Audio held in memory, waiting for a commit or a retried write. */
   heldBytes: number;
   congested: boolean;
@@ -171,6 +183,7 @@ class Chunk {
   sealBuilt = false;
   sealJournaled = false;
   state: 'open' | 'sealing' | 'sealed' = 'open';
+  /** 0 final header + fdatasync · 1 link · 2 fsync sealed dir · 3 SEALED record pending · 4 remove open name. */
   sealStep = 0;
   sealedName: string | null = null;
   rebuild = false;
@@ -201,6 +214,8 @@ interface Item {
   frames: number;
   payload: number;
   seal: boolean;
+  /** A SEALED record (the chunk's sealed file is durable). */
+  sealed: boolean;
 }
 
 /** The spool of one session: append audio, switch conversation, close. */
@@ -314,6 +329,11 @@ export class ShardSpool {
 
   private readonly sealQueue: Chunk[] = [];
   private sealing = 0;
+  private sealBacklog = 0;
+  /** Chunks whose sealed file is durable, waiting for their SEALED record. */
+  private sealedMarks: Chunk[] = [];
+  /** Chunks not yet sealed, oldest first (a Set keeps insertion order). */
+  private readonly openChunks = new Set<Chunk>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   private unsealed = 0;
   private allSealed: (() => void)[] = [];
@@ -341,7 +361,7 @@ export class ShardSpool {
     this.segmentBytes = opts.segmentBytes ?? 16 << 20;
     this.segmentMs = opts.segmentMs ?? 10_000;
     this.maxPending = opts.maxPendingBytes ?? 32 << 20;
-    this.sealConcurrency = opts.sealConcurrency ?? 2;
+    this.sealConcurrency = opts.sealConcurrency ?? 8;
     this.writeConcurrency = opts.writeConcurrency ?? 16;
     this.onDurable = opts.onDurable ?? noop;
     this.onSealed = opts.onSealed ?? noop;
@@ -376,9 +396,12 @@ export class ShardSpool {
   stats(): ShardSpoolStats {
     let journalBytes = 0;
     for (const s of this.segments) journalBytes += s.size;
+    const oldest = this.openChunks.values().next();
     return {
       sessions: this.sessions.size,
       openChunks: this.unsealed,
+      sealBacklog: this.sealBacklog,
+      oldestOpenMs: oldest.done ? 0 : Math.max(0, this.now() - oldest.value.openedAt),
       heldBytes: this.held,
       congested: this.congested,
       commits: this.counters.commits,
@@ -493,6 +516,7 @@ export class ShardSpool {
     );
     s.unsealed++;
     if (this.unsealed++ === 0) this.timer.ref(); // keep the thread alive while audio is not sealed
+    this.openChunks.add(c);
     this.ageQueue.push(c);
     return c;
   }
@@ -593,6 +617,9 @@ export class ShardSpool {
     let size = carry ? carry.buf.length : 0;
     const chunks = [...this.dirty];
     this.dirty.clear();
+    const marks = this.sealedMarks;
+    this.sealedMarks = [];
+    for (const c of marks) size += RECORD_HEADER_BYTES + Buffer.byteLength(c.sealedName!);
     for (const c of chunks) {
       c.dirty = false;
       if (!c.declared) size += RECORD_HEADER_BYTES + c.openPayload.length;
@@ -600,7 +627,7 @@ export class ShardSpool {
       if (c.sealRequested && !c.sealBuilt) size += RECORD_HEADER_BYTES;
     }
     if (size > 0) {
-      const ok = await this.journal(chunks, carry, size, t0);
+      const ok = await this.journal(chunks, marks, carry, size, t0);
       if (!ok) return;
     } else {
       await this.retireIdleSegment();
@@ -612,7 +639,7 @@ export class ShardSpool {
     if (totalMs > this.counters.maxCommitMs && size > 0) this.counters.maxCommitMs = totalMs;
   }
 
-  private async journal(chunks: Chunk[], carry: { buf: Buffer; items: Item[] } | null, size: number, t0: number): Promise<boolean> {
+  private async journal(chunks: Chunk[], marks: Chunk[], carry: { buf: Buffer; items: Item[] } | null, size: number, t0: number): Promise<boolean> {
     // One buffer per commit: the chunk-file writes of this commit use views into it.
     const buf = Buffer.allocUnsafe(size);
     let at = 0;
@@ -625,8 +652,14 @@ export class ShardSpool {
       this.carry = null;
     }
     let records = 0;
+    for (const c of marks) {
+      const len = buf.write(c.sealedName!, at + RECORD_HEADER_BYTES, 'utf8');
+      at = writeRecord(buf, at, REC_SEALED, c.id, 0, len);
+      items.push({ chunk: c, open: false, dataAt: 0, dataLen: 0, pos: 0, frames: 0, payload: 0, seal: false, sealed: true });
+      records++;
+    }
     for (const c of chunks) {
-      const it: Item = { chunk: c, open: false, dataAt: 0, dataLen: 0, pos: 0, frames: 0, payload: 0, seal: false };
+      const it: Item = { chunk: c, open: false, dataAt: 0, dataLen: 0, pos: 0, frames: 0, payload: 0, seal: false, sealed: false };
       if (!c.declared) {
         c.openPayload.copy(buf, at + RECORD_HEADER_BYTES);
         at = writeRecord(buf, at, REC_OPEN, c.id, 0, c.openPayload.length);
@@ -703,7 +736,12 @@ export class ShardSpool {
         c.sealJournaled = true;
         this.needFlush.add(c);
       }
+      if (it.sealed) {
+        c.sealStep = 4;
+        this.sealQueue.push(c);
+      }
     }
+    this.pumpSeals();
     for (const s of advanced) {
       s.notify = false;
       this.report(() => this.onDurable(s.sessionId, s.durFrames, s.durBytes), 'onDurable');
@@ -873,6 +911,7 @@ export class ShardSpool {
 
   private enqueueSeal(c: Chunk): void {
     c.state = 'sealing';
+    this.sealBacklog++;
     this.sealQueue.push(c);
     this.pumpSeals();
   }
@@ -903,8 +942,16 @@ export class ShardSpool {
         c.sealedName = await linkUnique(this.io, this.sealedRoot, c.openAbs, c.objectName);
         c.sealStep = 2;
       }
+      if (c.sealStep === 2) {
+        // ENOENT: the uploader found the file in a rescan, uploaded it and removed the directory.
+        await this.io.fsyncDir(dirname(join(this.sealedRoot, c.sealedName!))).catch(ignoreEnoent);
+        // The sealed file is durable. The open name stays until a SEALED record says so (the next
+        // commit, which hands the chunk back here at step 4): see the header comment.
+        c.sealStep = 3;
+        this.sealedMarks.push(c);
+        return;
+      }
       await this.io.unlink(c.openAbs).catch(ignoreEnoent);
-      await this.io.fsyncDir(dirname(join(this.sealedRoot, c.sealedName!))).catch(ignoreEnoent);
     } catch (e) {
       this.counters.sealErrors++;
       this.error(e, 'seal');
@@ -957,6 +1004,8 @@ export class ShardSpool {
 
   private sealDone(c: Chunk): void {
     c.state = 'sealed';
+    this.sealBacklog--;
+    this.openChunks.delete(c);
     c.firstSeg!.refs--;
     this.counters.sealedChunks++;
     const s = c.session;
