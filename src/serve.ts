@@ -74,6 +74,7 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
     },
     ready: () => (quota.full ? `spool full (${quota.bytes} of ${quota.maxBytes} bytes)` : undefined),
     shardExtra: { spool: { dir: config.SPOOL_DIR, fsyncMs: config.FSYNC_MS, chunkSeconds: config.CHUNK_SECONDS, quotaSab: quota.sab } },
+    debugThreads: { uploader: { gc: () => uploader.api.gc() } },
     onDrain: async (deadline) => {
       // Sessions are closed and their chunks sealed; upload what we can before the deadline.
       const r = await uploader.api.drain(Math.max(0, deadline - Date.now()));
@@ -82,7 +83,9 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
   });
   addSpoolMetrics(server, quota, uploader.api);
   const port = await server.listen();
-  log('listening', { port, shards: config.SHARDS, slots: config.SLOTS_PER_SHARD, store: config.STORE, spool: config.SPOOL_DIR });
+  // libuv's thread pool carries every fsync (bin/lc3-pusher.cjs sizes it from SHARDS; default 4).
+  const threadpool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  log('listening', { port, shards: config.SHARDS, slots: config.SLOTS_PER_SHARD, store: config.STORE, spool: config.SPOOL_DIR, threadpool });
   return {
     server,
     port,

@@ -1,4 +1,4 @@
-// The real executable: bin/lc3-pusher.js over the compiled build, run as a child process. Bad
+// The real executable: bin/lc3-pusher.cjs over the compiled build, run as a child process. Bad
 // input must end it with a non-zero exit code and exactly one line on stderr. The build is the
 // repository's dist/ when `npm run build:ts` made it after the last source change (as `npm test`
 // does); otherwise the same compilation goes to a scratch directory, leaving the shared dist/ alone.
@@ -27,7 +27,7 @@ function newestSource(d: string): number {
 const built = statSync(join(root, 'dist/src/cli.js'), { throwIfNoEntry: false })?.mtimeMs ?? 0;
 const fresh = built > Math.max(...['src', 'wasm', 'workers'].map((d) => newestSource(join(root, d))));
 
-let bin = join(root, 'bin/lc3-pusher.js');
+let bin = join(root, 'bin/lc3-pusher.cjs');
 if (!fresh) {
   // `npm run build:ts` into <dir>/dist. Work in progress elsewhere may not type-check at this
   // moment; tsc still emits JavaScript then, and only our own files need to be there.
@@ -38,12 +38,12 @@ if (!fresh) {
   } catch (err) {
     t.comment(`tsc reported errors (JavaScript emitted anyway): ${String((err as { stdout?: Buffer }).stdout ?? err).split('\n')[0]}`);
   }
-  copyFileSync(join(root, 'bin/lc3-pusher.js'), join(dir, 'bin/lc3-pusher.js'));
+  copyFileSync(join(root, 'bin/lc3-pusher.cjs'), join(dir, 'bin/lc3-pusher.cjs'));
   copyFileSync(join(root, 'wasm/lc3.wasm'), join(dir, 'wasm/lc3.wasm'));
-  bin = join(dir, 'bin/lc3-pusher.js');
+  bin = join(dir, 'bin/lc3-pusher.cjs');
 }
 t.comment(fresh ? 'using the repository build (dist/ is current)' : 'dist/ is missing or stale: compiled into a scratch directory');
-copyFileSync(join(root, 'bin/lc3-pusher.js'), join(dir, 'nodist/bin/lc3-pusher.js'));
+copyFileSync(join(root, 'bin/lc3-pusher.cjs'), join(dir, 'nodist/bin/lc3-pusher.cjs'));
 
 const env = { ...process.env };
 delete env.LC3_WASM; // the binary finds its own wasm
@@ -91,6 +91,6 @@ t.test('good input: exit 0', async (t) => {
 });
 
 t.test('without a build: says so', async (t) => {
-  const r = await run(join(dir, 'nodist/bin/lc3-pusher.js'), 'transcode', 'good.lc3', 'x.wav');
+  const r = await run(join(dir, 'nodist/bin/lc3-pusher.cjs'), 'transcode', 'good.lc3', 'x.wav');
   t.same(r, { code: 1, stdout: '', stderr: 'lc3-pusher: the build is missing; run `npm run build` first\n' });
 });

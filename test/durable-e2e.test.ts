@@ -162,7 +162,7 @@ t.test('spool full: sessions are paused, /readyz fails, nothing is dropped; resu
   t.equal(await svc.metric('pusher_sockets_paused'), 0);
 });
 
-const bin = fileURLToPath(new URL('../bin/lc3-pusher.js', import.meta.url));
+const bin = fileURLToPath(new URL('../bin/lc3-pusher.cjs', import.meta.url));
 
 function startChild(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
   const port = 20000 + Math.floor(Math.random() * 20000);

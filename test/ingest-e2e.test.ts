@@ -43,9 +43,21 @@ t.test('hundreds of sessions over all shards: every frame decoded, PCM matches d
   t.equal(await svc.metricSum('pusher_decode_errors_total'), 0);
   // Both shards carry sessions.
   for (const shard of ['0', '1']) t.ok((await svc.metric('pusher_sessions_active', { shard })) > 0, `shard ${shard} has sessions`);
+  // One message per frame: the latency histogram counts every one, and its +Inf bucket is its count.
+  t.equal(await svc.metricSum('pusher_decode_latency_seconds_count'), total, 'decode latency histogram: one observation per message');
+  const inf = (await svc.metric('pusher_decode_latency_seconds_bucket', { shard: '0', le: '+Inf' })) + (await svc.metric('pusher_decode_latency_seconds_bucket', { shard: '1', le: '+Inf' }));
+  t.equal(inf, total);
+  t.ok((await svc.metricSum('pusher_decode_latency_seconds_sum')) >= 0);
+  // Sync is on by default: every session has an open spool chunk, committed by the shards.
+  t.equal(await svc.metricSum('pusher_spool_open_chunks'), SESSIONS, 'one open chunk per session');
+  t.ok((await svc.metricSum('pusher_spool_commits_total')) > 0);
+  t.ok((await svc.metricSum('pusher_spool_journal_bytes')) > 0);
 
   await Promise.all(clients.map((ws) => { const c = closed(ws); ws.close(1000); return c; }));
   await until(async () => (await svc.metricSum('pusher_sessions_active')) === 0, 10000, 'sessions closed');
+  await until(async () => (await svc.metricSum('pusher_spool_open_chunks')) === 0, 10000, 'chunks sealed');
+  t.equal(await svc.metricSum('pusher_spool_seal_backlog'), 0);
+  t.equal(await svc.metricSum('pusher_spool_oldest_open_chunk_seconds'), 0);
 
   // Decoded PCM of every session equals dlc3's for the same frames (delay-trimmed as dlc3 does).
   const delay = loadLc3().delaySamples(header);

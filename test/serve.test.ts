@@ -5,13 +5,13 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startTestService } from './support/service.js';
 
-const bin = fileURLToPath(new URL('../bin/lc3-pusher.js', import.meta.url));
+const bin = fileURLToPath(new URL('../bin/lc3-pusher.cjs', import.meta.url));
 
 t.test('serve from the environment; SIGTERM drains and exits 0', async (t) => {
   const dir = t.testdir();
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = spawn(process.execPath, [bin, 'serve'], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', SHARDS: '1', SLOTS_PER_SHARD: '16', SPOOL_DIR: `${dir}/spool`, STORE_DIR: `${dir}/store` },
+    env: { ...process.env, UV_THREADPOOL_SIZE: '', PORT: String(port), HOST: '127.0.0.1', SHARDS: '1', SLOTS_PER_SHARD: '16', SPOOL_DIR: `${dir}/spool`, STORE_DIR: `${dir}/store` },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -21,6 +21,7 @@ t.test('serve from the environment; SIGTERM drains and exits 0', async (t) => {
   const deadline = Date.now() + 30000;
   while (!out.includes('"listening"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   t.match(out, /"msg":"listening"/, 'JSON log line when listening');
+  t.match(out, /"threadpool":16\b/, "the executable sizes libuv's thread pool for the fsyncs of 1 shard");
   t.same(await (await fetch(`http://127.0.0.1:${port}/healthz`)).json(), { ok: true });
   t.same(await (await fetch(`http://127.0.0.1:${port}/readyz`)).json(), { ready: true });
   child.kill('SIGTERM');
@@ -56,4 +57,26 @@ t.test('/debug/profile: admin-only CPU profiles of main and shard threads', asyn
   const res = await fetch(svc.url('/debug/profile?seconds=0.1&token=adm'));
   t.equal(res.status, 200, 'token in the query works too');
   await res.arrayBuffer();
+});
+
+t.test('/debug/gc: admin-only full GC in one thread or all of them', async (t) => {
+  const svc = await startTestService({ ADMIN_TOKEN: 'adm' });
+  t.teardown(() => svc.close());
+  t.equal((await fetch(svc.url('/debug/gc'))).status, 401, 'admin token required');
+  const auth = { authorization: 'Bearer adm' };
+  for (const bad of ['shard-9', '__proto__', 'toString']) {
+    const res = await fetch(svc.url(`/debug/gc?thread=${bad}`), { headers: auth });
+    t.equal(res.status, 400, `thread=${bad}`);
+    t.match(((await res.json()) as { error: string }).error, /one of: main, shard-0, shard-1, uploader/);
+  }
+  // Garbage in this (the service's main) thread: a GC of main must give it back.
+  let junk: unknown[] | null = Array.from({ length: 200_000 }, (_, i) => ({ i, s: `x${i}` }));
+  t.ok(junk.length);
+  junk = null;
+  const one = (await (await fetch(svc.url('/debug/gc?thread=main'), { headers: auth })).json()) as { threads: Record<string, { heapBefore: number; heapAfter: number }> };
+  t.same(Object.keys(one.threads), ['main']);
+  t.ok(one.threads.main!.heapBefore - one.threads.main!.heapAfter > 5 << 20, `main heap ${one.threads.main!.heapBefore} → ${one.threads.main!.heapAfter} bytes`);
+  const all = (await (await fetch(svc.url('/debug/gc?thread=all'), { headers: auth })).json()) as { threads: Record<string, { heapAfter: number; ms: number }> };
+  t.same(Object.keys(all.threads).sort(), ['main', 'shard-0', 'shard-1', 'uploader']);
+  for (const [name, r] of Object.entries(all.threads)) t.ok(r.heapAfter > 0 && r.ms >= 0, `${name}: ${r.heapAfter} bytes after GC`);
 });

@@ -1,4 +1,4 @@
-// The service under test as a child process: `node bin/lc3-pusher.js serve` from the compiled
+// The service under test as a child process: `node bin/lc3-pusher.cjs serve` from the compiled
 // build, on a free loopback port, with its own temporary spool and store, stopped with SIGTERM.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, writeFileSync, type WriteStream } from 'node:fs';
@@ -9,12 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { readProcCpu, readProcStatus, type ProcStatus } from './proc.js';
 import { scrape, type PromSample } from './prom.js';
 
-/** The repository root (holds bin/lc3-pusher.js), from the source tree or from dist/. */
+/** The repository root (holds bin/lc3-pusher.cjs), from the source tree or from dist/. */
 export function repoRoot(from = fileURLToPath(import.meta.url)): string {
   for (let dir = dirname(from), i = 0; i < 6; i++, dir = dirname(dir)) {
-    if (existsSync(join(dir, 'bin', 'lc3-pusher.js')) && existsSync(join(dir, 'package.json'))) return dir;
+    if (existsSync(join(dir, 'bin', 'lc3-pusher.cjs')) && existsSync(join(dir, 'package.json'))) return dir;
   }
-  throw new Error(`cannot find the repository root (bin/lc3-pusher.js) above ${from}`);
+  throw new Error(`cannot find the repository root (bin/lc3-pusher.cjs) above ${from}`);
 }
 
 /** A TCP port that was free a moment ago on 127.0.0.1 (the service is started on it next). */
@@ -91,7 +91,7 @@ export async function startService(opts: ServiceOptions = {}): Promise<ChildServ
   const logFile = join(dir, 'service.log');
   const log: WriteStream = createWriteStream(logFile);
   const tail: string[] = [];
-  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), join(root, 'bin', 'lc3-pusher.js'), 'serve'], {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), join(root, 'bin', 'lc3-pusher.cjs'), 'serve'], {
     cwd: dir,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,6 +1,6 @@
 // Prometheus metrics (prom-client), main thread. Shard-side figures are pulled from every shard at
 // scrape time and exported with a `shard` label; nothing is pushed per frame.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { ShardStats } from '../shard/shard-core.js';
 
 export type ExtraCollector = (m: Metrics) => Promise<void> | void;
@@ -22,6 +22,13 @@ export class Metrics {
   readonly plcFrames: Counter<'shard'>;
   readonly leakedTasks: Counter<'shard'>;
   readonly shardRestarts: Counter<'shard'>;
+  readonly spoolHeld: Gauge<'shard'>;
+  readonly spoolOpenChunks: Gauge<'shard'>;
+  readonly spoolSealBacklog: Gauge<'shard'>;
+  readonly spoolOldestOpen: Gauge<'shard'>;
+  readonly spoolJournal: Gauge<'shard'>;
+  readonly spoolMaxCommit: Gauge<'shard'>;
+  readonly spoolCommits: Counter<'shard'>;
   private readonly collectors: ExtraCollector[] = [];
   private readonly lastTotals = new Map<string, number>();
   private readonly counterKeys = new Map<Counter<'shard'>, string>();
@@ -42,6 +49,15 @@ export class Metrics {
     this.slotsLeased = g('pusher_slots_leased', 'Ring slots leased to sessions');
     this.shardHeap = g('pusher_shard_heap_bytes', 'V8 heap used by each shard thread');
     this.latencyP99 = g('pusher_decode_latency_p99_seconds', 'p99 of arrival→decoded latency since start (power-of-two buckets)');
+    this.spoolHeld = g('pusher_spool_held_bytes', 'Audio held in shard memory until its group commit and chunk write');
+    this.spoolOpenChunks = g('pusher_spool_open_chunks', 'Spool chunks not yet sealed');
+    this.spoolSealBacklog = g('pusher_spool_seal_backlog', 'Chunks waiting to be sealed (grows when sealing falls behind the disk)');
+    this.spoolOldestOpen = g('pusher_spool_oldest_open_chunk_seconds', 'Age of the oldest unsealed chunk (its journal segment cannot be deleted)');
+    this.spoolJournal = g('pusher_spool_journal_bytes', 'Bytes in the shard journal segments');
+    this.spoolMaxCommit = g('pusher_spool_commit_max_seconds', 'Slowest group commit (journal write + fdatasync) since start');
+    // Shard-side histogram: the shards count, the scrape copies their buckets (no per-frame observe()).
+    // (The registry renders any object with name/help/type/get(); its typings only admit its own classes.)
+    r.registerMetric(new ShardLatencyHistogram(() => this.lastShardStats) as unknown as Metric);
     // Shard counters are cumulative in the shard; re-set on every scrape from its totals.
     const c = (name: string, help: string) => {
       const ctr = new Counter({ name, help, labelNames: ['shard'] as const, registers: [r] });
@@ -53,6 +69,7 @@ export class Metrics {
     this.plcFrames = c('pusher_plc_frames_total', 'Frames synthesised by packet-loss concealment');
     this.leakedTasks = c('pusher_session_tasks_leaked_total', 'Session tasks that ignored abort past the close grace');
     this.shardRestarts = c('pusher_shard_restarts_total', 'Shard workers restarted after a crash');
+    this.spoolCommits = c('pusher_spool_commits_total', 'Group commits (one fdatasync each) of the shard journal');
     this.collectShards = collectShards;
     this.perShard = perShard;
   }
@@ -104,9 +121,49 @@ export class Metrics {
       setCounter(this.decodeErrors, shard, s.decodeErrors);
       setCounter(this.plcFrames, shard, s.plcFrames);
       setCounter(this.leakedTasks, shard, s.leakedTasks);
+      if (s.spool) {
+        this.spoolHeld.set({ shard }, s.spool.heldBytes);
+        this.spoolOpenChunks.set({ shard }, s.spool.openChunks);
+        this.spoolSealBacklog.set({ shard }, s.spool.sealBacklog);
+        this.spoolOldestOpen.set({ shard }, s.spool.oldestOpenMs / 1000);
+        this.spoolJournal.set({ shard }, s.spool.journalBytes);
+        this.spoolMaxCommit.set({ shard }, s.spool.maxCommitMs / 1000);
+        setCounter(this.spoolCommits, shard, s.spool.commits);
+      }
     }
     for (const c of this.collectors) await c(this);
   }
+}
+
+/**
+ * `pusher_decode_latency_seconds{shard}`: a Prometheus histogram rendered from the shards'
+ * power-of-two millisecond buckets (bucket i counts latencies < 2^i ms; the last one the rest).
+ * prom-client's Histogram only takes observe() calls, one per value: this copies the counts.
+ */
+export class ShardLatencyHistogram {
+  readonly name = 'pusher_decode_latency_seconds';
+  readonly help = 'Latency from arrival on the main thread to decoded and handed to the spool';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  constructor(private readonly stats: () => ShardStats[]) {}
+
+  get(): { name: string; help: string; type: string; aggregator: string; values: { metricName: string; labels: Record<string, string>; value: number }[] } {
+    const values: { metricName: string; labels: Record<string, string>; value: number }[] = [];
+    for (const s of this.stats()) {
+      const shard = String(s.shard);
+      let acc = 0;
+      s.latency.forEach((n, i) => {
+        acc += n;
+        const le = i === s.latency.length - 1 ? '+Inf' : String(2 ** i / 1000);
+        values.push({ metricName: `${this.name}_bucket`, labels: { shard, le }, value: acc });
+      });
+      values.push({ metricName: `${this.name}_sum`, labels: { shard }, value: s.latencySumMs / 1000 });
+      values.push({ metricName: `${this.name}_count`, labels: { shard }, value: acc });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  reset(): void {}
 }
 
 /** Upper bound (ms) of the bucket holding the 99th percentile; bucket i is [2^(i-1), 2^i) ms. */

@@ -9,7 +9,7 @@ import type { SettingsProvider } from '../settings.js';
 import { maxRecordPayload } from '../shard/ring.js';
 import { Supervisor } from '../shard/supervisor.js';
 import type { ShardFaults } from '../shard/shard-core.js';
-import { cpuProfile } from '../util/profile.js';
+import { collectGarbage, cpuProfile, type GcResult } from '../util/profile.js';
 import { authenticate, bearer, HttpError } from './auth.js';
 import { Connection } from './connection.js';
 import { parseHandshake } from './handshake.js';
@@ -34,6 +34,8 @@ export interface ServerOptions {
   beforeShardRestart?: (shard: number) => Promise<void>;
   /** Called on drain after sessions closed, before the shards stop (seal + upload the spool). */
   onDrain?: (deadline: number) => Promise<void>;
+  /** Other worker threads /debug/gc can reach by name (e.g. the uploader). */
+  debugThreads?: Record<string, { gc(): Promise<GcResult> }>;
 }
 
 const SWEEP_MS = 1000;
@@ -128,6 +130,8 @@ export class IngestServer {
         }
         case '/debug/profile':
           return await this.profile(req, url, res);
+        case '/debug/gc':
+          return await this.gc(req, url, res);
         default:
           if (ENDPOINTS[url.pathname]) return this.json(res, 426, { error: 'this endpoint needs a WebSocket upgrade' });
           return this.json(res, 404, { error: 'not found' });
@@ -138,9 +142,31 @@ export class IngestServer {
     }
   }
 
-  private async profile(req: IncomingMessage, url: URL, res: ServerResponse): Promise<void> {
+  /** Admin endpoints: only with ADMIN_TOKEN set, and only for a request that carries it. */
+  private checkAdmin(req: IncomingMessage, url: URL): void {
     if (!this.cfg.ADMIN_TOKEN) throw new HttpError(403, 'forbidden', 'admin endpoints are disabled (set ADMIN_TOKEN)');
     if (bearer(req.headers.authorization, url.searchParams) !== this.cfg.ADMIN_TOKEN) throw new HttpError(401, 'unauthorized', 'admin token required');
+  }
+
+  /**
+   * GET /debug/gc?thread=main|shard-N|NAME|all: a full GC in that thread (or every thread) and the
+   * heap before and after. The leak harness takes its plateau and final RSS after one.
+   */
+  private async gc(req: IncomingMessage, url: URL, res: ServerResponse): Promise<void> {
+    this.checkAdmin(req, url);
+    const threads: Record<string, () => Promise<GcResult>> = { main: collectGarbage };
+    for (const h of this.supervisor.shards) if (h.up) threads[`shard-${h.index}`] = () => h.api.gc();
+    for (const [name, t] of Object.entries(this.opts.debugThreads ?? {})) threads[name] = () => t.gc();
+    const want = url.searchParams.get('thread') ?? 'all';
+    const names = want === 'all' ? Object.keys(threads) : [want];
+    if (want !== 'all' && !Object.hasOwn(threads, want)) throw new HttpError(400, 'bad_request', `thread must be all or one of: ${Object.keys(threads).join(', ')}`);
+    const out: Record<string, GcResult> = {};
+    for (const name of names) out[name] = await threads[name]!();
+    this.json(res, 200, { threads: out });
+  }
+
+  private async profile(req: IncomingMessage, url: URL, res: ServerResponse): Promise<void> {
+    this.checkAdmin(req, url);
     const seconds = Number(url.searchParams.get('seconds') ?? '5');
     if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 120) throw new HttpError(400, 'bad_request', 'seconds must be in (0, 120]');
     const thread = url.searchParams.get('thread') ?? 'main';

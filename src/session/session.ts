@@ -41,10 +41,12 @@ export interface SessionCounters {
   speakerRequests: number;
   /** Latency from arrival on the main thread to decoded, histogram of log2(ms) buckets. */
   latency: Uint32Array;
+  /** Sum of those latencies, ms (the histogram's _sum). */
+  latencySumMs: number;
 }
 
 export function newCounters(): SessionCounters {
-  return { framesDecoded: 0, decodeErrors: 0, plcFrames: 0, audioBytes: 0, records: 0, transcripts: 0, speakerRequests: 0, latency: new Uint32Array(LATENCY_BUCKETS) };
+  return { framesDecoded: 0, decodeErrors: 0, plcFrames: 0, audioBytes: 0, records: 0, transcripts: 0, speakerRequests: 0, latency: new Uint32Array(LATENCY_BUCKETS), latencySumMs: 0 };
 }
 
 // Scratch to read the f64 timestamp without a per-message DataView (little-endian hosts only,
@@ -167,6 +169,7 @@ export class Session {
     const ms = Date.now() - arrival;
     const bucket = ms < 1 ? 0 : Math.min(LATENCY_BUCKETS - 1, 32 - Math.clz32(ms));
     c.latency[bucket]!++;
+    c.latencySumMs += ms;
   }
 
   private process(req: { conversation_id: string; language: string | null }): void {

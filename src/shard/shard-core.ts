@@ -57,12 +57,23 @@ export interface ShardStats {
   records: number;
   leakedTasks: number;
   latency: number[];
+  latencySumMs: number;
   heapUsed: number;
   wasmBytes: number;
   durableBytes: number;
-  spoolHeldBytes: number;
-  spoolCommits: number;
-  spoolMaxCommitMs: number;
+  /** The shard's durable spool (null when audio is not stored). */
+  spool: ShardSpoolFigures | null;
+}
+
+export interface ShardSpoolFigures {
+  /** Audio held in memory waiting for a commit or a chunk write. */
+  heldBytes: number;
+  openChunks: number;
+  sealBacklog: number;
+  oldestOpenMs: number;
+  journalBytes: number;
+  commits: number;
+  maxCommitMs: number;
 }
 
 export class ShardCore {
@@ -180,12 +191,11 @@ export class ShardCore {
       records: c.records,
       leakedTasks: this.leakedTasks,
       latency: Array.from(c.latency.subarray(0, LATENCY_BUCKETS)),
+      latencySumMs: c.latencySumMs,
       heapUsed: process.memoryUsage().heapUsed,
       wasmBytes: this.lc3.memoryBytes,
       durableBytes: 0,
-      spoolHeldBytes: 0,
-      spoolCommits: 0,
-      spoolMaxCommitMs: 0,
+      spool: null,
       ...this.opts.extraStats?.(),
     };
   }

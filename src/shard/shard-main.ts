@@ -6,7 +6,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { SessionInit, ShardEvent } from '../session/protocol.js';
 import type { PcmTap } from '../session/session.js';
 import { createSpoolSinks, type SpoolWorkerConfig } from './spool-sink.js';
-import { cpuProfile } from '../util/profile.js';
+import { collectGarbage, cpuProfile, type GcResult } from '../util/profile.js';
 import { Arena } from './ring.js';
 import { ShardCore, type ShardFaults, type ShardStats } from './shard-core.js';
 
@@ -31,6 +31,7 @@ export interface ShardApi {
   stats(): ShardStats;
   setFaults(f: Partial<ShardFaults>): boolean;
   profile(seconds: number): Promise<string>;
+  gc(): Promise<GcResult>;
   stop(): Promise<void>;
 }
 
@@ -57,7 +58,8 @@ export async function createShard(d: ShardWorkerData): Promise<ShardApi> {
           congested: () => spool.spool.isCongested,
           extraStats: () => {
             const st = spool.spool.stats();
-            return { durableBytes: spool.durableBytes(), spoolHeldBytes: st.heldBytes, spoolCommits: st.commits, spoolMaxCommitMs: st.maxCommitMs };
+            const { heldBytes, openChunks, sealBacklog, oldestOpenMs, journalBytes, commits, maxCommitMs } = st;
+            return { durableBytes: spool.durableBytes(), spool: { heldBytes, openChunks, sealBacklog, oldestOpenMs, journalBytes, commits, maxCommitMs } };
           },
         }
       : {}),
@@ -69,6 +71,7 @@ export async function createShard(d: ShardWorkerData): Promise<ShardApi> {
     stats: () => core.stats(),
     setFaults: (f) => core.setFaults(f),
     profile: (seconds) => cpuProfile(seconds),
+    gc: () => collectGarbage(),
     stop: async () => {
       await core.stop();
       await spool?.spool.close();

@@ -3,6 +3,7 @@
 // The uploader also listens to the shards' sealed-chunk announcements (BroadcastChannel).
 import type { MessagePort } from 'node:worker_threads';
 import { createStore, type StoreConfig } from '../store/index.js';
+import { collectGarbage, type GcResult } from '../util/profile.js';
 import { SpoolQuota } from './quota.js';
 import { Uploader, type UploaderStats } from './uploader.js';
 
@@ -26,6 +27,8 @@ export interface UploaderApi {
   /** SIGTERM: upload what is sealed within `timeoutMs`; what remains stays for the next start. */
   drain(timeoutMs: number): Promise<{ uploaded: number; remaining: number }>;
   close(): Promise<void>;
+  /** A full GC of the uploader thread (/debug/gc). */
+  gc(): Promise<GcResult>;
 }
 
 export async function createUploaderWorker(d: UploaderWorkerData): Promise<UploaderApi> {
@@ -44,5 +47,6 @@ export async function createUploaderWorker(d: UploaderWorkerData): Promise<Uploa
     stats: () => up.stats(),
     drain: (ms) => up.drain(ms),
     close: () => up.close(),
+    gc: () => collectGarbage(),
   };
 }

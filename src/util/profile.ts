@@ -1,12 +1,19 @@
-// CPU profile of the calling thread with node:inspector (works inside worker threads too):
-// the result is a .cpuprofile JSON that Chrome DevTools and speedscope open.
+// Debugging from inside a thread with node:inspector (works inside worker threads too): a CPU
+// profile (.cpuprofile JSON that Chrome DevTools and speedscope open) and a forced full GC (the
+// leak harness measures RSS after one, so lazily collected garbage does not look like growth).
 import { Session } from 'node:inspector';
 
-export async function cpuProfile(seconds: number): Promise<string> {
+function connect(): { post: (method: string, params?: object) => Promise<unknown>; close: () => void } {
   const session = new Session();
   session.connect();
-  const post = (method: string, params?: object): Promise<unknown> =>
-    new Promise((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
+  return {
+    post: (method, params) => new Promise((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res)))),
+    close: () => session.disconnect(),
+  };
+}
+
+export async function cpuProfile(seconds: number): Promise<string> {
+  const { post, close } = connect();
   try {
     await post('Profiler.enable');
     await post('Profiler.setSamplingInterval', { interval: 500 });
@@ -15,6 +22,26 @@ export async function cpuProfile(seconds: number): Promise<string> {
     const { profile } = (await post('Profiler.stop')) as { profile: unknown };
     return JSON.stringify(profile);
   } finally {
-    session.disconnect();
+    close();
   }
+}
+
+export interface GcResult {
+  /** V8 heap used before and after the collection, bytes. */
+  heapBefore: number;
+  heapAfter: number;
+  ms: number;
+}
+
+/** A full, compacting garbage collection of the calling thread's heap (no --expose-gc needed). */
+export async function collectGarbage(): Promise<GcResult> {
+  const { post, close } = connect();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const t0 = performance.now();
+  try {
+    await post('HeapProfiler.collectGarbage');
+  } finally {
+    close();
+  }
+  return { heapBefore, heapAfter: process.memoryUsage().heapUsed, ms: performance.now() - t0 };
 }
