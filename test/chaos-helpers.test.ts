@@ -294,6 +294,9 @@ function sample(t: number, phase: Sample['phase'], rssMb: number, over: Partial<
     spoolBytes: NaN,
     spoolFiles: NaN,
     uploads: NaN,
+    openChunks: NaN,
+    sealBacklog: NaN,
+    oldestOpenS: NaN,
     framesDecoded: 0,
     audioBytesReceived: 0,
     rejected: 0,
@@ -378,6 +381,15 @@ t.test('summary of a run: plateau, slope, final counts', async (t) => {
   t.equal(g.warmupPlateauRss, 90 * MiB);
   t.equal(g.finalRss, 92 * MiB);
   t.equal(g.growthAfterCooldown, 2 * MiB);
+  t.ok(Number.isNaN(g.liveSlopeMbPerMin), 'no forced GC during the load: no live slope');
+  // Forced GCs during the load (garbage collected: flat), between regular samples that climb.
+  const live = [...samples];
+  for (const at of [20.5, 40.5, 60.5]) live.push(sample(at, 'load', 95, { afterGc: true }));
+  live.sort((a, b) => a.t - b.t);
+  const l = summarize(live, phases);
+  t.equal(l.liveSlopePoints, 3);
+  t.ok(Math.abs(l.liveSlopeMbPerMin) < 1e-9, 'live slope from the forced-GC samples only');
+  t.ok(Math.abs(l.slopeMbPerMin - 1) < 1e-9, 'the raw slope leaves them out');
   const leaky = samples.map((s) => (s.phase === 'cooldown' ? { ...s, decoders: 5 } : s));
   t.ok(Number.isNaN(summarize(leaky, phases).secondsToZero), 'never back to zero');
   const empty = summarize([], []);
@@ -392,6 +404,11 @@ pusher_shard_heap_bytes{shard="0"} 100
 pusher_shard_heap_bytes{shard="1"} 200
 nodejs_heap_size_used_bytes 50
 pusher_session_tasks_active{shard="0"} 1
+pusher_spool_open_chunks{shard="0"} 4
+pusher_spool_open_chunks{shard="1"} 6
+pusher_spool_seal_backlog{shard="1"} 2
+pusher_spool_oldest_open_chunk_seconds{shard="0"} 12.5
+pusher_spool_oldest_open_chunk_seconds{shard="1"} 61
 `);
   const s = sampleFrom(m, { rss: 1234, rssAnon: 1000, rssShmem: 34 }, 7, 'load', { connected: 4, messages: 99 });
   t.equal(s.sessions, 5);
@@ -405,9 +422,11 @@ pusher_session_tasks_active{shard="0"} 1
   t.equal(s.clients, 4);
   t.equal(s.messagesSent, 99);
   t.ok(Number.isNaN(s.decoders), 'absent metric: NaN');
+  t.match(s, { openChunks: 10, sealBacklog: 2, oldestOpenS: 61 }, 'the oldest chunk over all shards');
   const bare = sampleFrom([], undefined, 0, 'idle');
   t.ok(Number.isNaN(bare.rss));
   t.equal(bare.clients, 0);
+  t.ok(Number.isNaN(bare.oldestOpenS));
 });
 
 const bounds = { slopeMbPerMin: 2, cooldownGrowthMb: 30 };
@@ -465,6 +484,11 @@ t.test('each check flags its failure', async (t) => {
   t.ok(unbounded.ok && unbounded.skipped, 'no slope bound: reported, not checked');
   t.match(unbounded.detail, /skipped \(no bound: too short a run for a slope\): RSS slope over the load phase 500\.00/);
   fail({ figures: { ...o.figures, slopeMbPerMin: NaN } }, 'rss-slope', /NaN/);
+  // With samples after forced GCs during the load, their slope decides (garbage is not a leak).
+  const garbage = evaluate({ ...o, figures: { ...o.figures, slopeMbPerMin: 9, liveSlopeMbPerMin: 0.3, liveSlopeStdErr: 0.2, liveSlopePoints: 19 } }, bounds).find((c) => c.name === 'rss-slope')!;
+  t.ok(garbage.ok, 'raw RSS climbs, live RSS is flat: passes');
+  t.match(garbage.detail, /live RSS slope \(after forced GCs, 19 points\) 0\.30 ± 0\.40 MB\/min; raw RSS slope over the load phase 9\.00/);
+  fail({ figures: { ...o.figures, slopeMbPerMin: 0, liveSlopeMbPerMin: 4, liveSlopeStdErr: 0.1, liveSlopePoints: 5 } }, 'rss-slope', /live RSS slope .* 4\.00 ± 0\.20/);
   fail({ figures: { ...o.figures, growthAfterCooldown: 31 * MiB } }, 'rss-after-cooldown', /\+31\.0 MB; bound \+30 MB/);
   fail({ figures: { ...o.figures, growthAfterCooldown: NaN } }, 'rss-after-cooldown', /NaN/);
   fail({ figures: { ...o.figures, final: { ...o.figures.final, decoders: 40, tasks: 3 } } }, 'leftovers', /tasks=3, decoders=40/);
