@@ -13,17 +13,9 @@ import { parseSegment } from '../src/spool/journal.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { recoverSpool } from '../src/spool/recover.js';
 import { ShardSpool } from '../src/spool/shard-spool.js';
+import { frame, LC3, T0 } from './support/spool.js';
 
-const LC3 = { kind: 'lc3', frameUs: 10000, sampleRate: 16000, frameBytes: 30 } as const;
-const T0 = 1732623456789;
 const SESSIONS = 20;
-
-function frame(s: number, k: number): Buffer {
-  const b = Buffer.alloc(30, (s * 31 + k) & 0xff);
-  b.writeUInt32LE(k, 0);
-  b[4] = s;
-  return b;
-}
 
 async function child(dir: string): Promise<void> {
   const sp = new ShardSpool({

@@ -8,17 +8,8 @@ import { nodeIo, type SpoolFile, type SpoolIo } from '../src/spool/io.js';
 import { segmentFileName } from '../src/spool/names.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { ShardSpool, type SealedChunk, type ShardSpoolOptions } from '../src/spool/shard-spool.js';
-import { closedWithCommits } from './support/spool.js';
+import { closedWithCommits, frame, LC3, T0 } from './support/spool.js';
 
-const LC3 = { kind: 'lc3', frameUs: 10000, sampleRate: 16000, frameBytes: 30 } as const;
-const T0 = 1732623456789;
-
-function frame(s: number, k: number): Buffer {
-  const b = Buffer.alloc(30, (s * 31 + k) & 0xff);
-  b.writeUInt32LE(k, 0);
-  b[4] = s;
-  return b;
-}
 
 type Op = 'open' | 'write' | 'datasync' | 'truncate' | 'close' | 'mkdirp' | 'readFile' | 'readdir' | 'stat' | 'link' | 'rename' | 'unlink' | 'rmdir' | 'fsyncDir';
 /** Returns an error to throw for this operation, or undefined to let it through. */

@@ -13,16 +13,8 @@ import { segmentFileName } from '../src/spool/names.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { recoverSpool, walkFiles } from '../src/spool/recover.js';
 import { ShardSpool, type ShardSpoolOptions } from '../src/spool/shard-spool.js';
+import { frame, LC3, T0 } from './support/spool.js';
 
-const LC3 = { kind: 'lc3', frameUs: 10000, sampleRate: 16000, frameBytes: 30 } as const;
-const T0 = 1732623456789;
-
-function frame(s: number, k: number): Buffer {
-  const b = Buffer.alloc(30, (s * 31 + k) & 0xff);
-  b.writeUInt32LE(k, 0);
-  b[4] = s;
-  return b;
-}
 
 function allFiles(root: string): string[] {
   if (!existsSync(root)) return [];

@@ -18,19 +18,8 @@ import {
 } from '../src/spool/names.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { ShardSpool, type SealedChunk, type ShardSpoolOptions } from '../src/spool/shard-spool.js';
-import { closedWithCommits } from './support/spool.js';
+import { closedWithCommits, frame, LC3, T0 } from './support/spool.js';
 
-const LC3 = { kind: 'lc3', frameUs: 10000, sampleRate: 16000, frameBytes: 30 } as const;
-const T0 = 1732623456789;
-
-/** Deterministic frame content: session s, frame k. */
-function frame(s: number, k: number, n = 30): Buffer {
-  const b = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) b[i] = (s * 131 + k * 7 + i * 13) & 0xff;
-  b.writeUInt32LE(k, 0);
-  b[4] = s;
-  return b;
-}
 
 function files(root: string): string[] {
   if (!existsSync(root)) return [];

@@ -1,46 +1,9 @@
 // GcsStore under injected faults: every failure rejects in bounded time, and the store works again after.
 import t from 'tap';
-import { createHash, randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { GcsStore, type GcsStoreOptions } from '../src/store/gcs.js';
-import { StoreError, type PutMeta } from '../src/store/types.js';
-import { FakeGcs, type RequestInfo } from './support/fake-gcs.js';
+import { randomBytes } from 'node:crypto';
+import { BUCKET, failure, gcsRig, isChunk } from './support/gcs-rig.js';
 
-const BUCKET = 'test-bucket';
-const fake = await FakeGcs.start({ buckets: [BUCKET] });
-t.teardown(() => fake.stop());
-t.afterEach(() => fake.clearFaults());
-
-const dir = t.testdir();
-let seq = 0;
-
-function sha256(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
-}
-
-function source(data: Buffer, metadata: Record<string, string> = { codec: 'lc3', sample_rate: '16000' }): { path: string; meta: PutMeta; data: Buffer } {
-  const path = join(dir, `src-${++seq}`);
-  writeFileSync(path, data);
-  return { path, data, meta: { contentType: 'audio/lc3', metadata, size: data.length, sha256: sha256(data) } };
-}
-
-function store(opts: Partial<GcsStoreOptions> = {}): GcsStore {
-  return new GcsStore({ bucket: BUCKET, apiEndpoint: fake.url, timeoutMs: 1000, resumableThreshold: 300 << 10, chunkSize: 256 << 10, ...opts });
-}
-
-async function failure(p: Promise<unknown>): Promise<StoreError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  if (!(e instanceof StoreError)) throw new Error(`expected a StoreError rejection, got ${String(e)}`);
-  return e;
-}
-
-const small = () => source(randomBytes(2000));
-const large = () => source(randomBytes(700_000)); // resumable: 256 KiB + 256 KiB + rest
-const isChunk = (r: RequestInfo) => r.kind === 'upload-put';
+const { fake, store, source, small, large } = await gcsRig(t);
 
 // Every fault: the put rejects (retryable), then, with the fault gone, the same put succeeds.
 const faults: { name: string; inject: () => void; onlyLarge?: boolean; permanent?: boolean }[] = [

@@ -10,15 +10,8 @@ import { chunkHeader } from '../src/spool/format.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { ShardSpool } from '../src/spool/shard-spool.js';
 import { audioMetadata, DueHeap, Uploader } from '../src/spool/uploader.js';
+import { frame, LC3, T0 } from './support/spool.js';
 
-const LC3 = { kind: 'lc3', frameUs: 10000, sampleRate: 16000, frameBytes: 30 } as const;
-const T0 = 1732623456789;
-
-function frame(s: number, k: number): Buffer {
-  const b = Buffer.alloc(30, (s * 31 + k) & 0xff);
-  b.writeUInt32LE(k, 0);
-  return b;
-}
 
 /** A sealed LC3 chunk of `frames` frames written straight into the spool. */
 function sealedLc3(dir: string, name: string, frames: number, seed = 1): Buffer {

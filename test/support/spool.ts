@@ -11,3 +11,17 @@ export async function closedWithCommits(sp: ShardSpool, closing: Promise<void>):
   while (!done) await Promise.race([closing, sp.flush().then(() => new Promise((res) => setTimeout(res, 10)))]);
   await closing;
 }
+
+/** lc3_fs1030: 16 kHz, 10 ms, 30-byte frames. */
+export const LC3 = { kind: 'lc3', frameUs: 10000, sampleRate: 16000, frameBytes: 30 } as const;
+/** A fixed wall-clock start (unix ms) for the first sample. */
+export const T0 = 1732623456789;
+
+/** Deterministic frame content: session s, frame k (frame number in bytes 0–3, session in byte 4). */
+export function frame(s: number, k: number, n = 30): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (s * 131 + k * 7 + i * 13) & 0xff;
+  b.writeUInt32LE(k, 0);
+  b[4] = s;
+  return b;
+}
