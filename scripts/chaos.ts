@@ -34,6 +34,7 @@ const { values } = parseArgs({
     'max-slope': { type: 'string', default: '1' },
     'max-cooldown-growth': { type: 'string', default: '30' },
     'store-wait': { type: 'string', default: '30' },
+    'gc-every': { type: 'string' },
     out: { type: 'string', default: 'chaos-results' },
     assert: { type: 'boolean', default: false },
     'in-process': { type: 'boolean', default: false },
@@ -47,7 +48,9 @@ if (values.help) {
   console.log(`usage: node dist/scripts/chaos.js [--ci] [--workload NAME[+ack][:N][@RATE],…] [--churn MIN-MAX|off] [--kill FRACTION]
   [--idle S] [--warmup S] [--load S] [--cooldown S] [--faults leak_on_close|drain_delay_ms=N] [--sync on|off]
   [--shards N] [--slots N] [--ring-bytes N] [--max-slope MB/min] [--max-cooldown-growth MB] [--store-wait S]
-  [--out DIR] [--name NAME] [--assert] [--in-process] [--sinks on|off]     (CHAOS_ASSERT=1 = --assert)
+  [--out DIR] [--name NAME] [--assert] [--in-process] [--sinks on|off] [--gc-every S]     (CHAOS_ASSERT=1 = --assert)
+  --gc-every: during the load, a forced GC and a sample every S s (default: load/6, 5..30; 0: never);
+              the slope check uses those samples (live memory) when there are 3 or more
   --in-process: run the load generator in this process (default: its own process)
   --node-args="--max-old-space-size=48": node flags for the service (a small heap: garbage is collected early)
   --sinks: point webhooks, audio apps and conversation processing at a slow local sink (default on)`);
@@ -85,6 +88,7 @@ const report = await runChaos({
   env: { SHARDS: values.shards, SLOTS_PER_SHARD: values.slots, RING_BYTES: values['ring-bytes'] },
   outDir,
   storeWaitS: Number(values['store-wait']),
+  ...(values['gc-every'] !== undefined ? { gcEveryS: Number(values['gc-every']) } : {}),
   log,
 });
 for (const line of describe(report)) console.log(line);

@@ -15,6 +15,7 @@ import {
   forceGc,
   groupsSpec,
   sampleFrom,
+  defaultGcEvery,
   summarize,
   waitForStore,
   type ChaosReport,
@@ -395,6 +396,10 @@ t.test('summary of a run: plateau, slope, final counts', async (t) => {
   const empty = summarize([], []);
   t.ok(Number.isNaN(empty.peakRss) && Number.isNaN(empty.final.sessions) && Number.isNaN(empty.secondsToZero));
   t.equal(empty.slopeWindowS, 0);
+});
+
+t.test('forced-GC samples: about six per load, 5 to 30 s apart', async (t) => {
+  t.same([10, 60, 120, 600, 3600].map(defaultGcEvery), [5, 10, 20, 30, 30]);
 });
 
 t.test('sampleFrom: one scrape → one sample', async (t) => {

@@ -385,7 +385,7 @@ export interface ChaosOptions {
   sinkDelayMs?: readonly [number, number];
   /** Hard bound on the whole run, seconds: past it the service is killed (default: phases + store wait + 90 s). */
   deadlineS?: number;
-  /** During the load, every this many seconds: a forced full GC in every thread, then a sample (default 30; 0: never). */
+  /** During the load, every this many seconds: a forced full GC in every thread, then a sample (default: defaultGcEvery; 0: never). */
   gcEveryS?: number;
   log?: (line: string) => void;
 }
@@ -492,6 +492,11 @@ export async function waitForStore(w: StoreWait): Promise<StoreResult> {
 
 const ADMIN_TOKEN = 'chaos-admin';
 
+/** Forced-GC samples during a load of `loadS` seconds: about six of them, 5 to 30 s apart. */
+export function defaultGcEvery(loadS: number): number {
+  return Math.max(5, Math.min(30, Math.floor(loadS / 6)));
+}
+
 /**
  * Asks the service for a full garbage collection in every thread (GET /debug/gc?thread=all with
  * the admin token). false when it cannot (no such endpoint in this build, or an error).
@@ -537,7 +542,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const idleS = opts.idleS ?? 2;
   const sync = opts.sync ?? true;
   const storeWaitS = opts.storeWaitS ?? 60;
-  const gcEveryS = opts.gcEveryS ?? 30;
+  const gcEveryS = opts.gcEveryS ?? defaultGcEvery(opts.loadS);
   mkdirSync(opts.outDir, { recursive: true });
   // Every consumer (webhooks, audio apps, conversation processing) points at a slow sink.
   const sink = opts.sinks === false ? undefined : await startSink(opts.sinkDelayMs);
