@@ -88,6 +88,23 @@ t.test('backpressure: a slow shard pauses the socket, the client blocks, nothing
   t.same(await zeroed(svc), ZERO);
 });
 
+t.test('a lost drain notification cannot hang a paused socket: the sweep resumes it and counts it', async (t) => {
+  // Positive control: the shard never reports a drained slot, so only the sweep's rescue can resume.
+  const svc = await startTestService({ SHARDS: '1', RING_BYTES: '4096' }, { LC3_PUSHER_TEST_FAULTS: 'drop_drained,drain_delay_ms=20' });
+  t.teardown(() => svc.close());
+  const ws = await svc.ws('/v1/audio/stream?uid=lost-wakeup');
+  const N = 600;
+  for (let i = 0; i < N; i++) ws.send(Buffer.alloc(30, 5));
+  await until(async () => (await svc.metricSum('pusher_frames_decoded_total')) === N, 60000, 'every frame decoded');
+  t.ok((await svc.metric('pusher_paused_rescues_total')) >= 1, `rescued by the sweep ${await svc.metric('pusher_paused_rescues_total')} time(s)`);
+  await until(async () => (await svc.metric('pusher_sockets_paused')) === 0, 10000, 'resumed');
+  const c = closed(ws);
+  ws.close();
+  await c;
+  await until(async () => (await svc.metricSum('pusher_sessions_active')) === 0, 10000, 'closed');
+  t.same(await zeroed(svc), ZERO);
+});
+
 t.test('a session closed while paused still delivers everything it had sent', async (t) => {
   const svc = await startTestService({ SHARDS: '1', RING_BYTES: '4096' }, { LC3_PUSHER_TEST_FAULTS: 'drain_delay_ms=40' });
   t.teardown(() => svc.close());

@@ -177,6 +177,19 @@ t.test('positive control: leak_on_close leaves tasks and decoders alive (only wh
   t.equal(r.core.stats().decoders, 1, 'and so did the decoder');
 });
 
+t.test('a waiting slot is reported drained; the drop_drained fault loses that report (when allowed)', async (t) => {
+  for (const drop of [false, true]) {
+    const r = rig({ faultsAllowed: true });
+    t.ok(r.core.setFaults({ dropDrained: drop }));
+    r.open(0, init());
+    r.write(0, Code.AUDIO, frames[0]!);
+    r.p.markWaiting(0); // the main thread has messages waiting for room in this ring
+    r.core.drain();
+    t.same(r.events.filter((e) => e.t === 'drained'), drop ? [] : [{ t: 'drained', slot: 0 }], drop ? 'lost wake-up' : 'drained reported');
+    await r.core.close(0);
+  }
+});
+
 t.test('the drain loop wakes on the doorbell and stops cleanly', async (t) => {
   const r = rig({ faultsAllowed: true });
   r.core.setFaults({ drainDelayMs: 1 });

@@ -85,6 +85,7 @@ t.test('p99 and fault parsing', (t) => {
   t.equal(p99([90, 9, 1]), 2);
   t.equal(p99([100, 0, 0, 0, 5]), 16);
   t.same(parseFaults('leak_on_close, drain_delay_ms=20'), { leakOnClose: true, drainDelayMs: 20 });
+  t.same(parseFaults('drop_drained'), { dropDrained: true });
   t.throws(() => parseFaults('leak_on_clos'), /unknown test fault/);
   t.end();
 });

@@ -38,6 +38,8 @@ export class Connection {
   /** Messages read from the socket while the ring was full (bounded: the socket is paused). */
   private pending: Pending[] = [];
   private paused = false;
+  /** Sweep tick at which the socket was paused (see rescue()). */
+  private pausedAt = 0;
   private ended = false;
   private released = false;
   private readonly hooks: ConnectionHooks;
@@ -150,6 +152,7 @@ export class Connection {
     this.pending.push({ code, arrival, buf, off, len });
     if (!this.paused) {
       this.paused = true;
+      this.pausedAt = this.hooks.now();
       this.hooks.pausedDelta(1);
       this.ws.pause();
     }
@@ -181,6 +184,19 @@ export class Connection {
       if (!this.ended) this.ws.resume();
     }
     if (this.ended) void this.finish();
+  }
+
+  /**
+   * The idle sweep's safety net: a socket paused on a full ring for `minTicks` sweeps or more is
+   * flushed again. The shard's "drained" event normally resumes it within milliseconds, so if this
+   * moves a message, that event was lost (a bug), and without this the session would hang for
+   * good (paused sockets are exempt from the idle timeout). True when it moved something.
+   */
+  rescue(tick: number, minTicks: number): boolean {
+    if (!this.paused || this.pending.length === 0 || tick - this.pausedAt < minTicks || this.hooks.spoolFull()) return false;
+    const before = this.pending.length;
+    this.flush();
+    return this.pending.length < before;
   }
 
   private onClose(): void {

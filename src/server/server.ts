@@ -39,6 +39,8 @@ export interface ServerOptions {
 }
 
 const SWEEP_MS = 1000;
+/** Sweeps a socket stays paused on a full ring before the sweep retries it itself (Connection.rescue). */
+const RESCUE_TICKS = 2;
 
 const ENDPOINTS: Record<string, Endpoint> = { '/v1/trigger/listen': 'pusher', '/v1/audio/stream': 'device' };
 
@@ -298,7 +300,9 @@ export class IngestServer {
     this.tick++;
     const idleTicks = Math.ceil((this.cfg.RECEIVE_TIMEOUT_S * 1000) / SWEEP_MS);
     for (const conn of this.connections) {
-      if (this.tick - conn.lastSeen > idleTicks && !conn.isPaused) conn.fail(1001, `idle for more than ${this.cfg.RECEIVE_TIMEOUT_S} s`, 'idle_timeout');
+      if (conn.isPaused) {
+        if (conn.rescue(this.tick, RESCUE_TICKS)) this.metrics.pausedRescues.inc();
+      } else if (this.tick - conn.lastSeen > idleTicks) conn.fail(1001, `idle for more than ${this.cfg.RECEIVE_TIMEOUT_S} s`, 'idle_timeout');
     }
   }
 

@@ -33,7 +33,8 @@ export function parseFaults(spec: string): Partial<ShardFaults> {
     const [name, value] = part.split('=');
     if (name === 'leak_on_close') f.leakOnClose = true;
     else if (name === 'drain_delay_ms' && value !== undefined && /^\d+$/.test(value)) f.drainDelayMs = Number(value);
-    else if (name !== '1') throw new Error(`unknown test fault "${part}" (known: leak_on_close, drain_delay_ms=N)`);
+    else if (name === 'drop_drained') f.dropDrained = true;
+    else if (name !== '1') throw new Error(`unknown test fault "${part}" (known: leak_on_close, drain_delay_ms=N, drop_drained)`);
   }
   return f;
 }
@@ -43,6 +44,8 @@ export interface ShardFaults {
   drainDelayMs: number;
   /** Positive control for the leak harness: closing a session leaves its tasks and decoder alive. */
   leakOnClose: boolean;
+  /** Never tell the main thread a full slot was drained (a lost wake-up: the sweep must rescue the socket). */
+  dropDrained: boolean;
 }
 
 export interface ShardStats {
@@ -80,7 +83,7 @@ export class ShardCore {
   readonly shard: number;
   readonly consumer: RingConsumer;
   readonly counters: SessionCounters = newCounters();
-  readonly faults: ShardFaults = { drainDelayMs: 0, leakOnClose: false };
+  readonly faults: ShardFaults = { drainDelayMs: 0, leakOnClose: false, dropDrained: false };
   private readonly sessions = new Map<number, Session>();
   private readonly opts: ShardOptions;
   private readonly lc3: Lc3Module;
@@ -108,7 +111,10 @@ export class ShardCore {
     if (s) s.handle(code, arrival, data, off, len);
   };
 
-  private readonly onWaiting = (slot: number): void => this.opts.emit({ t: 'drained', slot });
+  private readonly onWaiting = (slot: number): void => {
+    if (this.faults.dropDrained) return; // test fault (setFaults refuses it unless faults are allowed)
+    this.opts.emit({ t: 'drained', slot });
+  };
 
   private open(slot: number, init: SessionInit): void {
     try {
