@@ -2,31 +2,15 @@
 // the spool copy is deleted only after the store confirmed the object.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { LocalStore } from '../src/store/local.js';
 import { announceSealed } from '../src/spool/channel.js';
-import { chunkHeader } from '../src/spool/format.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { ShardSpool } from '../src/spool/shard-spool.js';
 import { audioMetadata, DueHeap, Uploader } from '../src/spool/uploader.js';
-import { frame, LC3, T0 } from './support/spool.js';
+import { files, frame, LC3, sealedLc3, T0 } from './support/spool.js';
 
-
-/** A sealed LC3 chunk of `frames` frames written straight into the spool. */
-function sealedLc3(dir: string, name: string, frames: number, seed = 1): Buffer {
-  const body = Array.from({ length: frames }, (_, k) => Buffer.concat([Buffer.from([30, 0]), frame(seed, k)]));
-  const buf = Buffer.concat([chunkHeader(LC3, frames), ...body]);
-  const path = join(dir, 'sealed', name);
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, buf);
-  return buf;
-}
-
-function files(root: string): string[] {
-  if (!existsSync(root)) return [];
-  return (readdirSync(root, { recursive: true }) as string[]).filter((f) => statSync(join(root, f)).isFile()).sort();
-}
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 

@@ -3,32 +3,16 @@
 // is deleted only after putFile resolved.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { LocalStore } from '../src/store/local.js';
 import { GcsStore } from '../src/store/gcs.js';
 import { StoreError, type ObjectStore, type PutMeta, type StoredObject } from '../src/store/types.js';
-import { chunkHeader } from '../src/spool/format.js';
 import { nodeIo, type SpoolIo } from '../src/spool/io.js';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { Uploader, type UploaderOptions } from '../src/spool/uploader.js';
 import { FakeGcs } from './support/fake-gcs.js';
-
-const LC3 = { kind: 'lc3', frameUs: 10000, sampleRate: 16000, frameBytes: 30 } as const;
-
-function sealedLc3(dir: string, name: string, frames: number, seed = 1): Buffer {
-  const body = Array.from({ length: frames }, (_, k) => Buffer.concat([Buffer.from([30, 0]), Buffer.alloc(30, (seed * 7 + k) & 0xff)]));
-  const buf = Buffer.concat([chunkHeader(LC3, frames), ...body]);
-  const path = join(dir, 'sealed', name);
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, buf);
-  return buf;
-}
-
-function files(root: string): string[] {
-  if (!existsSync(root)) return [];
-  return (readdirSync(root, { recursive: true }) as string[]).filter((f) => statSync(join(root, f)).isFile()).sort();
-}
+import { files, sealedLc3 } from './support/spool.js';
 
 async function until(cond: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 2000; i++) {

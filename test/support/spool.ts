@@ -1,4 +1,7 @@
-// Helpers shared by the spool tests.
+// Helpers shared by the spool and uploader tests.
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { chunkHeader } from '../../src/spool/format.js';
 import type { ShardSpool } from '../../src/spool/shard-spool.js';
 
 /**
@@ -24,4 +27,20 @@ export function frame(s: number, k: number, n = 30): Buffer {
   b.writeUInt32LE(k, 0);
   b[4] = s;
   return b;
+}
+
+/** A sealed LC3 chunk of `frames` frames (session `seed`) written straight into {dir}/sealed/{name}. */
+export function sealedLc3(dir: string, name: string, frames: number, seed = 1): Buffer {
+  const body = Array.from({ length: frames }, (_, k) => Buffer.concat([Buffer.from([30, 0]), frame(seed, k)]));
+  const buf = Buffer.concat([chunkHeader(LC3, frames), ...body]);
+  const path = join(dir, 'sealed', name);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, buf);
+  return buf;
+}
+
+/** Every regular file under `root`, relative and sorted ([] when root does not exist). */
+export function files(root: string): string[] {
+  if (!existsSync(root)) return [];
+  return (readdirSync(root, { recursive: true }) as string[]).filter((f) => statSync(join(root, f)).isFile()).sort();
 }
