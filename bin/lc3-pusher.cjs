@@ -5,6 +5,8 @@
 'use strict';
 const { existsSync } = require('node:fs');
 const { availableParallelism } = require('node:os');
+const { join } = require('node:path');
+const { pathToFileURL } = require('node:url');
 
 // Every shard fdatasyncs its journal and seals chunks (fdatasync, link, directory fsync), and the
 // uploader fsyncs the local store, all on libuv's pool. With its default of 4 threads a few slow
@@ -15,7 +17,7 @@ if (!process.env.UV_THREADPOOL_SIZE) {
   process.env.UV_THREADPOOL_SIZE = String(Math.min(128, 8 + 8 * shards));
 }
 
-const cli = require('node:path').join(__dirname, '../dist/src/cli.js');
+const cli = join(__dirname, '../dist/src/cli.js');
 // Covered by test/cli-bin.test.ts, which runs a copy of this file next to no build: coverage
 // cannot follow that copy, and the tests that run this file in place always have a build.
 /* c8 ignore start */
@@ -25,9 +27,8 @@ if (!existsSync(cli)) {
 }
 /* c8 ignore stop */
 (async () => {
-  const { pathToFileURL } = require('node:url');
   const { main } = await import(pathToFileURL(cli).href);
-  const { progressBar } = await import(pathToFileURL(require('node:path').join(__dirname, '../dist/src/util/progress.js')).href);
+  const { progressBar } = await import(pathToFileURL(join(__dirname, '../dist/src/util/progress.js')).href);
   const code = await main(process.argv.slice(2), {
     out: (s) => console.log(s),
     err: (s) => console.error(s),

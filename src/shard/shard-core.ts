@@ -4,6 +4,7 @@ import { loadLc3, MAX_FRAME_BYTES, type Lc3Module } from '../../wasm/lc3.js';
 import { decodeUtf8, type SessionInit, type ShardEvent } from '../session/protocol.js';
 import { LATENCY_BUCKETS, newCounters, Session, type JobRunner, type PcmTap, type SessionCounters, type SessionSink } from '../session/session.js';
 import { scopeCounters } from '../session/task-scope.js';
+import type { ShardSpoolStats } from '../spool/shard-spool.js';
 import { Arena, Code, RingConsumer } from './ring.js';
 
 export interface ShardOptions {
@@ -68,16 +69,8 @@ export interface ShardStats {
   spool: ShardSpoolFigures | null;
 }
 
-export interface ShardSpoolFigures {
-  /** Audio held in memory waiting for a commit or a chunk write. */
-  heldBytes: number;
-  openChunks: number;
-  sealBacklog: number;
-  oldestOpenMs: number;
-  journalBytes: number;
-  commits: number;
-  maxCommitMs: number;
-}
+/** What /metrics exports of the shard's spool (ShardSpool.stats() documents each figure). */
+export type ShardSpoolFigures = Pick<ShardSpoolStats, 'heldBytes' | 'openChunks' | 'sealBacklog' | 'oldestOpenMs' | 'journalBytes' | 'commits' | 'maxCommitMs'>;
 
 export class ShardCore {
   readonly shard: number;

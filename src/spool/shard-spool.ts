@@ -335,7 +335,6 @@ export class ShardSpool {
   /** Chunks not yet sealed, oldest first (a Set keeps insertion order). */
   private readonly openChunks = new Set<Chunk>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
-  private unsealed = 0;
   private allSealed: (() => void)[] = [];
 
   private chain: Promise<void> = Promise.resolve();
@@ -399,7 +398,7 @@ export class ShardSpool {
     const oldest = this.openChunks.values().next();
     return {
       sessions: this.sessions.size,
-      openChunks: this.unsealed,
+      openChunks: this.openChunks.size,
       sealBacklog: this.sealBacklog,
       oldestOpenMs: oldest.done ? 0 : Math.max(0, this.now() - oldest.value.openedAt),
       heldBytes: this.held,
@@ -515,7 +514,7 @@ export class ShardSpool {
       framesPerChunk(s.format, this.chunkSeconds),
     );
     s.unsealed++;
-    if (this.unsealed++ === 0) this.timer.ref(); // keep the thread alive while audio is not sealed
+    if (this.openChunks.size === 0) this.timer.ref(); // keep the thread alive while audio is not sealed
     this.openChunks.add(c);
     this.ageQueue.push(c);
     return c;
@@ -1005,7 +1004,6 @@ export class ShardSpool {
   private sealDone(c: Chunk): void {
     c.state = 'sealed';
     this.sealBacklog--;
-    this.openChunks.delete(c);
     c.firstSeg!.refs--;
     this.counters.sealedChunks++;
     const s = c.session;
@@ -1019,7 +1017,8 @@ export class ShardSpool {
       this.sessions.delete(s.sessionId);
       s.resolveClose?.();
     }
-    if (--this.unsealed === 0) {
+    this.openChunks.delete(c);
+    if (this.openChunks.size === 0) {
       this.timer.unref();
       const waiters = this.allSealed;
       this.allSealed = [];
@@ -1034,7 +1033,7 @@ export class ShardSpool {
     for (;;) {
       await this.flush();
       if (this.aborted) return;
-      if (this.unsealed === 0 && !this.carry && this.dirty.size === 0 && this.needFlush.size === 0) break;
+      if (this.openChunks.size === 0 && !this.carry && this.dirty.size === 0 && this.needFlush.size === 0) break;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.min(this.fsyncMs, 50));
         this.allSealed.push(() => {
