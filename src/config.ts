@@ -24,6 +24,21 @@ export interface Config {
   SETTINGS_FILE: string;
   SETTINGS_URL: string;
   LOG_LEVEL: string;
+  /** Largest WebSocket message (a 101 after a reconnect carries everything the client buffered). */
+  MAX_MESSAGE_BYTES: number;
+  /** Largest JSON message (102, 104, 105). */
+  MAX_JSON_BYTES: number;
+  /** A client's unread replies past this close it with 1008. */
+  SEND_BUFFER_BYTES: number;
+  /** One byte budget over all of a session's replayable buffers (webhook and app queues). */
+  SESSION_BUFFER_BYTES: number;
+  PROCESS_CONVERSATION_URL: string;
+  PROCESS_CONCURRENCY: number;
+  /** Pending conversation jobs (104) and speaker-sample requests (105) kept; past it a 104 is answered with an error. */
+  PROCESS_QUEUE_MAX: number;
+  SPEAKER_SAMPLE_MIN_AGE_S: number;
+  SETTINGS_REDIS_URL: string;
+  WEBHOOK_ALLOW_PRIVATE: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -47,6 +62,30 @@ function int(name: string, v: string, min: number, max = Number.MAX_SAFE_INTEGER
 function oneOf<T extends string>(name: string, v: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(v)) throw new ConfigError(`${name}=${v}: expected one of ${allowed.join(', ')}`);
   return v as T;
+}
+
+function sizeIn(name: string, v: string, min: number, max: number): number {
+  let n: number;
+  try {
+    n = parseBytes(v);
+  } catch (e) {
+    throw new ConfigError(`${name}=${v}: ${(e as Error).message}`);
+  }
+  if (n < min || n > max) throw new ConfigError(`${name}=${v}: expected a size in ${min}..${max} bytes`);
+  return n;
+}
+
+/** '' (unset) or an absolute URL with one of the given schemes. */
+function url(name: string, v: string, schemes: readonly string[] = ['http:', 'https:']): string {
+  if (v === '') return v;
+  let u: URL | undefined;
+  try {
+    u = new URL(v);
+  } catch {
+    u = undefined;
+  }
+  if (!u || !schemes.includes(u.protocol)) throw new ConfigError(`${name}=${v}: expected a ${schemes.map((s) => s.slice(0, -1)).join(' or ')} URL`);
+  return v;
 }
 
 export function defaults(): Record<keyof Config, string> {
@@ -73,6 +112,16 @@ export function defaults(): Record<keyof Config, string> {
     SETTINGS_FILE: '',
     SETTINGS_URL: '',
     LOG_LEVEL: 'info',
+    MAX_MESSAGE_BYTES: '16MiB',
+    MAX_JSON_BYTES: '1MiB',
+    SEND_BUFFER_BYTES: '1MiB',
+    SESSION_BUFFER_BYTES: '20MiB',
+    PROCESS_CONVERSATION_URL: '',
+    PROCESS_CONCURRENCY: '16',
+    PROCESS_QUEUE_MAX: '10000',
+    SPEAKER_SAMPLE_MIN_AGE_S: '120',
+    SETTINGS_REDIS_URL: '',
+    WEBHOOK_ALLOW_PRIVATE: '0',
   };
 }
 
@@ -106,6 +155,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     SETTINGS_FILE: raw.SETTINGS_FILE,
     SETTINGS_URL: raw.SETTINGS_URL,
     LOG_LEVEL: raw.LOG_LEVEL,
+    MAX_MESSAGE_BYTES: sizeIn('MAX_MESSAGE_BYTES', raw.MAX_MESSAGE_BYTES, 1024, 1 << 30),
+    MAX_JSON_BYTES: sizeIn('MAX_JSON_BYTES', raw.MAX_JSON_BYTES, 1024, 64 << 20),
+    SEND_BUFFER_BYTES: sizeIn('SEND_BUFFER_BYTES', raw.SEND_BUFFER_BYTES, 4096, 1 << 30),
+    SESSION_BUFFER_BYTES: sizeIn('SESSION_BUFFER_BYTES', raw.SESSION_BUFFER_BYTES, 64 << 10, 1 << 30),
+    PROCESS_CONVERSATION_URL: url('PROCESS_CONVERSATION_URL', raw.PROCESS_CONVERSATION_URL),
+    PROCESS_CONCURRENCY: int('PROCESS_CONCURRENCY', raw.PROCESS_CONCURRENCY, 1, 1024),
+    PROCESS_QUEUE_MAX: int('PROCESS_QUEUE_MAX', raw.PROCESS_QUEUE_MAX, 1, 1_000_000),
+    SPEAKER_SAMPLE_MIN_AGE_S: int('SPEAKER_SAMPLE_MIN_AGE_S', raw.SPEAKER_SAMPLE_MIN_AGE_S, 0, 86400),
+    SETTINGS_REDIS_URL: url('SETTINGS_REDIS_URL', raw.SETTINGS_REDIS_URL, ['redis:', 'rediss:']),
+    WEBHOOK_ALLOW_PRIVATE: oneOf('WEBHOOK_ALLOW_PRIVATE', raw.WEBHOOK_ALLOW_PRIVATE, ['0', '1'] as const) === '1',
   };
   if ((cfg.RING_BYTES & (cfg.RING_BYTES - 1)) !== 0) throw new ConfigError(`RING_BYTES=${cfg.RING_BYTES}: must be a power of two`);
   if (cfg.AUTH_MODE !== 'none' && !cfg.AUTH_SECRET) throw new ConfigError(`AUTH_MODE=${cfg.AUTH_MODE} needs AUTH_SECRET`);
