@@ -13,7 +13,7 @@ import {
   mergeSettings,
   parseSettingsFile,
   parseUserSettings,
-} from '../src/settings.js';
+} from '../src/settings/index.js';
 
 const DESIGN_EXAMPLE = {
   default: { private_cloud_sync: true },
@@ -26,7 +26,7 @@ const DESIGN_EXAMPLE = {
 t.test('nothing configured: private cloud sync on, every webhook off', async (t) => {
   const p = createSettingsProvider({});
   t.ok(p instanceof FileSettings);
-  t.same(await p.get('anyone'), { private_cloud_sync: true, audio_bytes_webhook: null, transcript_webhook: null, audio_apps: [] });
+  t.same(await p.get('anyone'), { private_cloud_sync: true, audio_bytes_webhook: null, transcript_webhook: null, audio_apps: [], transcript_apps: [] });
   t.same(mergeSettings(), DEFAULT_SETTINGS);
   await t.rejects(p.get('../x'), /invalid uid/);
 });
@@ -39,6 +39,7 @@ t.test('the settings file: default and users merged key by key', async (t) => {
     audio_bytes_webhook: { url: 'http://hooks.example/bytes', seconds: 5 },
     transcript_webhook: 'http://hooks.example/t',
     audio_apps: ['http://app.example/a'],
+    transcript_apps: [],
   });
   t.same(p.resolve('u2'), { ...DEFAULT_SETTINGS, private_cloud_sync: false });
   t.same(p.resolve('u3'), DEFAULT_SETTINGS);
@@ -119,7 +120,7 @@ t.test('SETTINGS_URL: fetched per uid, cached for the TTL, merged over the file'
   const p = createSettingsProvider({ file: join(dir, 's.json'), url: srv.url, http: { ttlMs: 1000, now: () => now, headers: { authorization: 'Bearer k' } } });
   t.ok(p instanceof HttpSettings);
   const h = p as HttpSettings;
-  t.same(await h.get('u1'), { private_cloud_sync: false, audio_bytes_webhook: null, transcript_webhook: 'http://t.example/u1/1', audio_apps: ['http://app/'] });
+  t.same(await h.get('u1'), { private_cloud_sync: false, audio_bytes_webhook: null, transcript_webhook: 'http://t.example/u1/1', audio_apps: ['http://app/'], transcript_apps: [] });
   await h.get('u1');
   t.equal(srv.hits.get('u1'), 1, 'second get served from the cache');
   t.equal(srv.headers[0]!.authorization, 'Bearer k');
