@@ -5,8 +5,11 @@ import { MessageChannel, Worker } from 'node:worker_threads';
 import { pino } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import { loadConfig, type Config } from './config.js';
+import { HTTP_CONNECTIONS_PER_ORIGIN } from './http/client.js';
 import { IngestServer } from './server/server.js';
-import { createSettingsProvider } from './settings.js';
+import { JobService } from './jobs/job-service.js';
+import { addOutboundMetrics } from './server/metrics-outbound.js';
+import { createSettingsProvider } from './settings/index.js';
 import { parseFaults } from './shard/shard-core.js';
 import { SpoolQuota } from './spool/quota.js';
 import { recoverSpool } from './spool/recover.js';
@@ -46,7 +49,13 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
   const log = (msg: string, fields?: object) => logger.info(fields ?? {}, msg);
   const faults = env.LC3_PUSHER_TEST_FAULTS ? parseFaults(env.LC3_PUSHER_TEST_FAULTS) : undefined;
   if (faults) log('TEST FAULTS ENABLED', faults);
-  const settings = createSettingsProvider({ file: config.SETTINGS_FILE, url: config.SETTINGS_URL });
+  const settings = createSettingsProvider({
+    file: config.SETTINGS_FILE,
+    url: config.SETTINGS_URL,
+    redisUrl: config.SETTINGS_REDIS_URL,
+    http: { onError: (err, uid) => logger.warn({ uid, err: err.message }, 'settings look-up failed') },
+    redis: { onError: (err, uid) => logger.warn({ uid, err: err.message }, 'settings look-up failed') },
+  });
 
   // Crash recovery before any shard opens a file: journals replayed, torn tails cut, all sealed.
   mkdirSync(config.SPOOL_DIR, { recursive: true });
@@ -56,6 +65,10 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
     log('spool recovered', { sealed: recovered.sealed.length, replayedBytes: recovered.replayedBytes, truncatedBytes: recovered.truncatedBytes, quarantined: recovered.quarantined });
   }
   const uploader = await startUploader(config, quota, log);
+  const storeConfig = { STORE: config.STORE, STORE_DIR: config.STORE_DIR, GCS_BUCKET: config.GCS_BUCKET, GCS_API_ENDPOINT: config.GCS_API_ENDPOINT };
+  // Jobs journaled before a crash resume now (before any session can add new ones).
+  const jobs = new JobService(config, storeConfig, (msg, fields) => logger.warn(fields ?? {}, msg));
+  await jobs.start();
 
   const server = new IngestServer({
     config,
@@ -65,6 +78,7 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
     faults,
     pcmTapDir: env.LC3_PUSHER_TEST_PCM_DIR,
     settings,
+    jobs,
     spoolFull: () => quota.full,
     beforeShardRestart: async (shard) => {
       // The dead shard's journal and open chunks: replay, seal, hand to the uploader.
@@ -73,15 +87,21 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
       log('shard spool recovered', { shard, sealed: r.sealed.length, replayedBytes: r.replayedBytes });
     },
     ready: () => (quota.full ? `spool full (${quota.bytes} of ${quota.maxBytes} bytes)` : undefined),
-    shardExtra: { spool: { dir: config.SPOOL_DIR, fsyncMs: config.FSYNC_MS, chunkSeconds: config.CHUNK_SECONDS, quotaSab: quota.sab } },
+    shardExtra: {
+      spool: { dir: config.SPOOL_DIR, fsyncMs: config.FSYNC_MS, chunkSeconds: config.CHUNK_SECONDS, quotaSab: quota.sab },
+      // Each shard has its own pool (a pool cannot cross threads): they share 64 connections per origin.
+      outbound: { allowPrivate: config.WEBHOOK_ALLOW_PRIVATE, connectionsPerOrigin: Math.max(1, Math.floor(HTTP_CONNECTIONS_PER_ORIGIN / config.SHARDS)), sessionBufferBytes: config.SESSION_BUFFER_BYTES },
+    },
     debugThreads: { uploader: { gc: () => uploader.api.gc() } },
     onDrain: async (deadline) => {
-      // Sessions are closed and their chunks sealed; upload what we can before the deadline.
-      const r = await uploader.api.drain(Math.max(0, deadline - Date.now()));
-      log('drained', r);
+      // Sessions are closed and their chunks sealed; upload what we can and finish the jobs that
+      // can finish before the deadline (the rest stays journaled for the next start).
+      const [r, j] = await Promise.all([uploader.api.drain(Math.max(0, deadline - Date.now())), jobs.drain(deadline)]);
+      log('drained', { ...r, jobsFinished: j.finished, jobsRemaining: j.remaining });
     },
   });
   addSpoolMetrics(server, quota, uploader.api);
+  addOutboundMetrics(server.metrics, { mainHttp: () => jobs.http.stats(), jobs: () => jobs.stats(), settings: () => settings.stats() });
   const port = await server.listen();
   // libuv's thread pool carries every fsync (bin/lc3-pusher.cjs sizes it from SHARDS; default 4).
   const threadpool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
@@ -93,6 +113,8 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
     uploader: uploader.api,
     stop: async () => {
       await server.drain();
+      await jobs.close();
+      await settings.close();
       await uploader.api.close();
       uploader.api[Comlink.releaseProxy]();
       await uploader.worker.terminate();

@@ -5,9 +5,10 @@ import { wavToLc3 } from '../src/codec/transcode.js';
 import { parseLc3File } from '../src/formats/lc3file.js';
 import { encodeWav } from '../src/formats/wav.js';
 import type { SessionInit, ShardEvent } from '../src/session/protocol.js';
-import type { JobRunner, SessionSink } from '../src/session/session.js';
+import type { SessionSink } from '../src/session/session.js';
+import { HttpClient } from '../src/http/client.js';
 import { scopeCounters } from '../src/session/task-scope.js';
-import { Arena, Code, RingProducer } from '../src/shard/ring.js';
+import { Arena, Code, PART, RingProducer } from '../src/shard/ring.js';
 import { ShardCore } from '../src/shard/shard-core.js';
 import { createShard, pcmFileTap } from '../src/shard/shard-main.js';
 import { Lc3Module } from '../wasm/lc3.js';
@@ -20,10 +21,10 @@ const lc3 = wavToLc3(encodeWav(16000, 1, testSignal(16000, 0.2)), { bitrate: 240
 const frames = parseLc3File(lc3).frames;
 
 function init(over: Partial<SessionInit> = {}): SessionInit {
-  return { id: 1, uid: 'u1', endpoint: 'device', ack: false, conversationId: null, sync: false, codec: 'lc3', sampleRate: 16000, frameUs: 10000, frameBytes: 30, ...over };
+  return { id: 1, uid: 'u1', endpoint: 'device', ack: false, conversationId: null, sync: false, consumers: null, codec: 'lc3', sampleRate: 16000, frameUs: 10000, frameBytes: 30, ...over };
 }
 
-function rig(opts: { jobs?: JobRunner; sink?: SessionSink; faultsAllowed?: boolean } = {}) {
+function rig(opts: { http?: HttpClient; sink?: SessionSink; faultsAllowed?: boolean } = {}) {
   const arena = new Arena({ slots: 8, ringBytes: 4096 });
   const p = new RingProducer(arena);
   const events: ShardEvent[] = [];
@@ -35,7 +36,7 @@ function rig(opts: { jobs?: JobRunner; sink?: SessionSink; faultsAllowed?: boole
     graceMs: 200,
     lc3: mod,
     ...(opts.sink ? { sinkFor: () => opts.sink } : {}),
-    ...(opts.jobs ? { jobs: opts.jobs } : {}),
+    ...(opts.http ? { http: opts.http } : {}),
     faultsAllowed: opts.faultsAllowed ?? false,
   });
   const write = (slot: number, code: number, payload: Uint8Array | string) => {
@@ -88,7 +89,12 @@ t.test('device and pusher audio are decoded and handed to the sink as received',
   t.equal(got[11]!.first, 1_700_000_000_250, 'first-sample time from the 101 timestamp');
   t.ok(got[12]!.first > 1_700_000_000_250, 'arrival time when the timestamp is unusable');
   t.same(convs, ['conv-2']);
-  t.same(r.events, [{ t: 'reply', slot: 1, body: JSON.stringify({ conversation_id: 'c9', error: 'conversation processing is not configured' }) }]);
+  t.same(
+    r.events.map((e) => e.t),
+    ['log', 'job'],
+    'the 105 with an unknown segment is logged, the 104 becomes a job event',
+  );
+  t.match(r.events[1], { t: 'job', slot: 1, kind: 'process', msg: { conversation_id: 'c9', language: 'en' } });
   t.ok(s.latency.reduce((a, b) => a + b, 0) > 0);
   for (const slot of [0, 1, 2]) t.same(await r.core.close(slot), { leaked: 0 });
   t.same(await r.core.close(5), { leaked: 0 }, 'closing an unused slot is harmless');
@@ -131,49 +137,75 @@ t.test('protocol errors close only the offending session, with a code and reason
   t.equal(r2.core.stats().sessions, 0);
 });
 
-t.test('104 jobs: the session waits for the reply in its scope; close cancels the wait', async (t) => {
-  let resolveJob!: (id: string) => void;
-  const calls: string[] = [];
-  const jobs: JobRunner = {
-    process: (uid, conv, lang, signal) => {
-      calls.push(`${uid}/${conv}/${lang}`);
-      if (conv === 'fails') return Promise.reject(new Error('upstream 500'));
-      if (conv === 'quick') return Promise.resolve(conv);
-      return new Promise((res, rej) => {
-        resolveJob = res;
-        signal.addEventListener('abort', () => rej(new Error('aborted')));
-      });
-    },
-  };
-  const r = rig({ jobs });
-  r.open(0, init({ endpoint: 'pusher' }));
-  r.write(0, Code.PROCESS, '{"conversation_id":"quick","language":"en"}');
-  r.write(0, Code.PROCESS, '{"conversation_id":"fails"}');
-  r.write(0, Code.PROCESS, '{"conversation_id":"slow"}');
+t.test('104 and 105 become job events for the main thread; the session keeps no task for them', async (t) => {
+  const r = rig();
+  r.open(0, init({ endpoint: 'pusher', codec: 'pcm16', frameBytes: 0, frameUs: 0 }));
+  r.write(0, Code.PROCESS, '{"conversation_id":"quick","language":"de","finalization_job_id":"f1","byok_keys":{"k":"v"}}');
+  r.write(0, Code.PROCESS, '{"conversation_id":"nolang"}');
+  // Audio of conversation c9 from unix 1000 s, then a transcript placing segment s1 at 2–4 s.
+  r.write(0, Code.CONVERSATION, 'c9');
+  r.write(0, Code.AUDIO, audio101(1000, new Uint8Array(3200)));
+  r.write(0, Code.TRANSCRIPT, JSON.stringify({ segments: [{ id: 's1', text: 'a', start: 2, end: 4 }, { id: 's2', text: 'b', start: 5, end: 7.5 }], memory_id: 'stale' }));
+  r.write(0, Code.SPEAKER_SAMPLE, '{"person_id":"p1","conversation_id":"c9","segment_ids":["s1","s2"]}');
+  r.write(0, Code.SPEAKER_SAMPLE, '{"person_id":"p1","conversation_id":"c9","segment_ids":["nope"]}');
   r.core.drain();
-  await new Promise((res) => setTimeout(res, 10));
-  t.same(calls, ['u1/quick/en', 'u1/fails/null', 'u1/slow/null']);
-  t.same(r.events.map((e) => (e as { body: string }).body), ['{"conversation_id":"quick","success":true}', '{"conversation_id":"fails","error":"upstream 500"}']);
-  t.equal(r.core.stats().tasks, 1, 'one task waiting for the slow reply');
+  const jobs = r.events.filter((e) => e.t === 'job');
+  t.same(jobs, [
+    { t: 'job', slot: 0, session: 1, uid: 'u1', kind: 'process', msg: { conversation_id: 'quick', language: 'de', finalization_job_id: 'f1', byok_keys: { k: 'v' } } },
+    { t: 'job', slot: 0, session: 1, uid: 'u1', kind: 'process', msg: { conversation_id: 'nolang', language: 'en' } },
+    {
+      t: 'job',
+      slot: 0,
+      session: 1,
+      uid: 'u1',
+      kind: 'speaker_sample',
+      msg: { person_id: 'p1', conversation_id: 'c9', segment_ids: ['s1', 's2'], storage_conversation_id: 'c9', start_ms: 1_002_000, end_ms: 1_007_500 },
+    },
+  ]);
+  t.equal(r.core.stats().speakerUnresolved, 1, 'the unknown segment is counted, not sent');
+  t.equal(r.core.stats().tasks, 0, 'no task waits for a job: the reply is the main thread\'s');
   t.same(await r.core.close(0), { leaked: 0 });
-  t.equal(r.core.stats().tasks, 0, 'close aborted the wait');
-  resolveJob('late');
-  t.equal(r.events.length, 2, 'no reply after close');
+});
+
+t.test('a JSON message split into PART records is joined before it is parsed', async (t) => {
+  const r = rig();
+  r.open(0, init({ endpoint: 'pusher' }));
+  const body = JSON.stringify({ conversation_id: 'big', language: 'en', pad: 'x'.repeat(3000) });
+  const b = Buffer.from(body);
+  t.ok(r.p.write(0, Code.PROCESS | PART, Date.now(), b, 0, 1000));
+  t.ok(r.p.write(0, Code.PROCESS | PART, Date.now(), b, 1000, 1000));
+  r.core.drain();
+  t.ok(r.p.write(0, Code.PROCESS, Date.now(), b, 2000, b.length - 2000));
+  r.core.drain();
+  const job = r.events.find((e) => e.t === 'job') as Extract<ShardEvent, { t: 'job' }>;
+  t.equal(job.msg.pad, 'x'.repeat(3000));
+  await r.core.close(0);
 });
 
 t.test('positive control: leak_on_close leaves tasks and decoders alive (only when allowed)', async (t) => {
-  const never: JobRunner = { process: () => new Promise(() => {}) };
-  const denied = rig({ jobs: never });
+  // A session with a transcript webhook runs a 1 s batching timer in its scope.
+  const http = new HttpClient({ allowPrivate: true });
+  t.teardown(() => http.close());
+  const consumers = { transcriptWebhook: 'http://127.0.0.1:9/t', transcriptApps: [], audioBytesWebhook: null, audioApps: [] };
+  const denied = rig({ http });
   t.notOk(denied.core.setFaults({ leakOnClose: true }), 'faults refused unless allowed');
-  const r = rig({ jobs: never, faultsAllowed: true });
+  const clean = rig({ http });
+  const base = scopeCounters.tasks + scopeCounters.timers;
+  const tr = JSON.stringify({ segments: [{ id: 'a', text: 'hi', start: 0, end: 1 }], memory_id: null });
+  clean.open(0, init({ endpoint: 'pusher', consumers }));
+  clean.write(0, Code.TRANSCRIPT, tr);
+  clean.core.drain();
+  t.ok(scopeCounters.tasks + scopeCounters.timers > base, 'the session has a live timer or task');
+  await clean.core.close(0);
+  t.equal(scopeCounters.tasks + scopeCounters.timers, base, 'closing it stopped them');
+  const r = rig({ http, faultsAllowed: true });
   t.ok(r.core.setFaults({ leakOnClose: true }));
-  const before = scopeCounters.tasks;
-  r.open(0, init({ endpoint: 'pusher' }));
-  r.write(0, Code.PROCESS, '{"conversation_id":"c"}');
+  r.open(0, init({ endpoint: 'pusher', consumers }));
+  r.write(0, Code.TRANSCRIPT, tr);
   r.core.drain();
   await r.core.close(0);
   t.equal(r.core.stats().sessions, 0);
-  t.equal(scopeCounters.tasks, before + 1, 'the task outlived its session');
+  t.ok(scopeCounters.tasks + scopeCounters.timers > base, 'the task outlived its session');
   t.equal(r.core.stats().decoders, 1, 'and so did the decoder');
 });
 
@@ -225,7 +257,7 @@ t.test('createShard wires events, faults and the PCM tap', async (t) => {
   p.ring();
   const deadline = Date.now() + 5000;
   while (events.length < 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
-  t.equal(events[0]!.t, 'reply');
+  t.equal(events[0]!.t, 'job');
   t.ok(api.setFaults({ leakOnClose: false }));
   t.equal(api.stats().framesDecoded, 1);
   t.equal(readFileSync(join(dir, 'u1-1.pcm')).length, 320, 'one frame of PCM tapped');

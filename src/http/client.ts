@@ -24,6 +24,9 @@ export interface HttpResult {
 /** Request outcome labels for pusher_http_requests_total{result}. */
 export type HttpOutcome = '2xx' | '3xx' | '4xx' | '5xx' | 'timeout' | 'refused' | 'private_destination' | 'aborted' | 'error';
 
+/** DESIGN §3.3: at most this many connections per origin, over the whole process. */
+export const HTTP_CONNECTIONS_PER_ORIGIN = 64;
+
 /** Latency bucket i counts requests faster than 2^i ms (the last one: the rest). */
 export const HTTP_LATENCY_BUCKETS = 16;
 
@@ -51,7 +54,7 @@ export class HttpClient {
     this.allowPrivate = o.allowPrivate === true;
     this.responseTimeoutMs = o.responseTimeoutMs ?? 15_000;
     this.agent = new Agent({
-      connections: o.connectionsPerOrigin ?? 64,
+      connections: o.connectionsPerOrigin ?? HTTP_CONNECTIONS_PER_ORIGIN,
       headersTimeout: this.responseTimeoutMs,
       bodyTimeout: this.responseTimeoutMs,
       keepAliveTimeout: 10_000,

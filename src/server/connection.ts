@@ -2,8 +2,15 @@
 // message as a record into the session's ring slot, pauses the socket when the ring is full
 // (TCP backpressure — never a drop), and on close hands everything accepted to the shard
 // before releasing the slot.
+//
+// A message larger than one record (a 101 of 1 s of 16 kHz PCM is 32 KB; after a reconnect the
+// Omi client sends everything it buffered, up to 10 MiB, at once) is written in pieces as the
+// ring drains: audio at sample or frame boundaries, each piece stamped with its own first-sample
+// time; JSON as PART records the shard joins. Memory per connection stays bounded by what ws
+// has assembled (one message, ≤ MAX_MESSAGE_BYTES) plus one socket read: the socket is paused
+// while a message is still being written.
 import type { WebSocket } from 'ws';
-import { Code } from '../shard/ring.js';
+import { Code, PART } from '../shard/ring.js';
 import type { ShardHandle } from '../shard/supervisor.js';
 import { CONVERSATION_RE, type SessionInit } from '../session/protocol.js';
 
@@ -20,13 +27,35 @@ export interface ConnectionHooks {
   now(): number;
 }
 
+export interface ConnectionLimits {
+  /** Payload bytes per record when a message is split (pieceBytes(RING_BYTES)). */
+  piece: number;
+  /** MAX_JSON_BYTES: a larger 102/103/104/105 or device text message is closed with 1009. */
+  maxJsonBytes: number;
+  /** SEND_BUFFER_BYTES: replies a client leaves unread past this close it with 1008. */
+  sendBufferBytes: number;
+}
+
+/** A message (or what is left of it) waiting to be written into the ring. */
 interface Pending {
   code: number;
   arrival: number;
   buf: Uint8Array;
+  /** Next byte to write, and the end of the message. */
   off: number;
-  len: number;
+  end: number;
+  /** Most bytes per record (a multiple of the audio's sample or frame size). */
+  step: number;
+  /** Audio pieces: first-sample time (unix s) of byte `stampOff`; NaN when records carry no stamp. */
+  stamp: number;
+  stampOff: number;
+  bytesPerSecond: number;
+  /** JSON split into parts: every record but the last carries PART. */
+  parts: boolean;
 }
+
+/** After a 1008 for unread replies, the socket is destroyed this long after the close frame was queued. */
+const NOT_READING_KILL_MS = 1000;
 
 export class Connection {
   readonly ws: WebSocket;
@@ -43,14 +72,21 @@ export class Connection {
   private ended = false;
   private released = false;
   private readonly hooks: ConnectionHooks;
+  private readonly limits: ConnectionLimits;
+  /** Bytes of one audio sample (PCM16) or frame (LC3): pieces of audio are whole units. */
+  private readonly unit: number;
+  private readonly bytesPerSecond: number;
 
-  constructor(ws: WebSocket, shard: ShardHandle, slot: number, init: SessionInit, hooks: ConnectionHooks) {
+  constructor(ws: WebSocket, shard: ShardHandle, slot: number, init: SessionInit, hooks: ConnectionHooks, limits: ConnectionLimits) {
     this.ws = ws;
     this.shard = shard;
     this.slot = slot;
     this.init = init;
     this.generation = shard.generation;
     this.hooks = hooks;
+    this.limits = limits;
+    this.unit = init.codec === 'lc3' ? init.frameBytes : 2;
+    this.bytesPerSecond = init.codec === 'lc3' ? (init.frameBytes * 1e6) / init.frameUs : init.sampleRate * 2;
     this.lastSeen = hooks.now();
     const open = Buffer.from(JSON.stringify(init));
     // The ring is empty at lease time and the init is small: this cannot fail.
@@ -77,6 +113,26 @@ export class Connection {
     if (this.ws.readyState === this.ws.OPEN) this.ws.close(code, reason.slice(0, 120));
   }
 
+  /**
+   * Sends a `u32 header + UTF-8 body` reply (201, 202). A client that does not read its replies
+   * would grow the server's outgoing buffer without end: past SEND_BUFFER_BYTES it is closed with
+   * 1008, and destroyed shortly after (it will not read the close frame either).
+   */
+  reply(header: number, body: string): void {
+    const ws = this.ws;
+    if (ws.readyState !== ws.OPEN) return;
+    const n = Buffer.byteLength(body);
+    if (ws.bufferedAmount + 4 + n > this.limits.sendBufferBytes) {
+      this.fail(1008, `client is not reading: more than ${this.limits.sendBufferBytes} bytes of replies unread`, 'not_reading');
+      setTimeout(() => ws.terminate(), NOT_READING_KILL_MS).unref();
+      return;
+    }
+    const msg = Buffer.allocUnsafe(4 + n);
+    msg.writeUInt32LE(header, 0);
+    msg.write(body, 4);
+    ws.send(msg, { binary: true });
+  }
+
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.ended) return;
     this.lastSeen = this.hooks.now();
@@ -96,21 +152,29 @@ export class Connection {
         if (audio < 0) return this.fail(1003, 'audio (101) needs an 8-byte timestamp', 'malformed');
         if (!this.wholeFrames(audio)) return;
         this.hooks.audioBytes(audio);
-        break;
+        if (data.length - 4 <= this.limits.piece) return this.push(header, data, 4, data.length, this.limits.piece, false);
+        return this.pushAudio(data);
       }
       case Code.TRANSCRIPT:
       case Code.CONVERSATION:
       case Code.PROCESS:
       case Code.SPEAKER_SAMPLE:
-        break;
+        if (!this.jsonFits(data.length - 4, header)) return;
+        return this.push(header, data, 4, data.length, this.limits.piece, true);
       default:
         return this.fail(1003, `unknown header ${header}`, 'unknown_header');
     }
-    this.push(header, data, 4, data.length - 4);
+  }
+
+  private jsonFits(bytes: number, header: number | string): boolean {
+    if (bytes <= this.limits.maxJsonBytes) return true;
+    this.fail(1009, `message ${header} is ${bytes} bytes, more than MAX_JSON_BYTES (${this.limits.maxJsonBytes})`, 'oversized');
+    return false;
   }
 
   private onDevice(data: Buffer, isBinary: boolean): void {
     if (!isBinary) {
+      if (!this.jsonFits(data.length, 'text')) return;
       let msg: unknown;
       try {
         msg = JSON.parse(data.toString('utf8'));
@@ -123,13 +187,13 @@ export class Connection {
       }
       if (!CONVERSATION_RE.test(m.id)) return this.fail(1007, `conversation id must match ${CONVERSATION_RE.source}`, 'bad_conversation_id');
       const id = Buffer.from(m.id);
-      this.push(Code.CONVERSATION, id, 0, id.length);
+      this.push(Code.CONVERSATION, id, 0, id.length, id.length, false);
       return;
     }
     if (data.length <= 2) return; // keep-alive
     if (!this.wholeFrames(data.length)) return;
     this.hooks.audioBytes(data.length);
-    this.push(Code.FRAMES, data, 0, data.length);
+    this.push(Code.FRAMES, data, 0, data.length, this.audioStep(this.limits.piece), false);
   }
 
   private wholeFrames(bytes: number): boolean {
@@ -145,19 +209,50 @@ export class Connection {
     return true;
   }
 
-  private push(code: number, buf: Uint8Array, off: number, len: number): void {
+  /** Whole samples or frames that fit in `room` bytes. */
+  private audioStep(room: number): number {
+    return Math.max(this.unit, room - (room % this.unit));
+  }
+
+  /** A 101 larger than one record: pieces of whole samples/frames, each with its first-sample time. */
+  private pushAudio(data: Buffer): void {
+    const ts = data.readDoubleLE(4);
     const arrival = Date.now();
-    if (this.pending.length === 0 && !this.hooks.spoolFull() && this.shard.write(this.slot, code, arrival, buf, off, len)) return;
-    // Ring (or spool) full: keep the message (the Buffer ws gave us; no copy), stop reading the socket.
-    this.pending.push({ code, arrival, buf, off, len });
-    if (!this.paused) {
+    // The shard files audio with a bad timestamp at its arrival time; so do the pieces.
+    const stamp = Number.isFinite(ts) && ts > 0 ? ts : arrival / 1000;
+    this.enqueue({ code: Code.AUDIO, arrival, buf: data, off: 12, end: data.length, step: this.audioStep(this.limits.piece - 8), stamp, stampOff: 12, bytesPerSecond: this.bytesPerSecond, parts: false });
+  }
+
+  private push(code: number, buf: Uint8Array, off: number, end: number, step: number, parts: boolean): void {
+    const arrival = Date.now();
+    const len = end - off;
+    if (len <= step && this.pending.length === 0 && !this.hooks.spoolFull() && this.shard.write(this.slot, code, arrival, buf, off, len)) return;
+    // Too large for one record, or the ring (or spool) is full: keep the message (the Buffer ws
+    // gave us; no copy) and write it as the ring drains.
+    this.enqueue({ code, arrival, buf, off, end, step, stamp: NaN, stampOff: 0, bytesPerSecond: 0, parts });
+  }
+
+  private enqueue(p: Pending): void {
+    this.pending.push(p);
+    if (this.pending.length === 1) this.flush();
+    if (this.pending.length > 0 && !this.paused) {
+      // Stop reading the socket until this message is in the ring: TCP backpressure.
       this.paused = true;
       this.pausedAt = this.hooks.now();
       this.hooks.pausedDelta(1);
       this.ws.pause();
     }
-    // The shard may have drained between the failed write and now.
-    this.flush();
+  }
+
+  /** Writes the next record of `p` (a piece of it, or all that is left); false when the ring is full. */
+  private writeNext(p: Pending): boolean {
+    const n = Math.min(p.end - p.off, p.step);
+    const ok =
+      p.stamp === p.stamp
+        ? this.shard.writeStamped(this.slot, p.code, p.arrival, p.stamp + (p.off - p.stampOff) / p.bytesPerSecond, p.buf, p.off, n)
+        : this.shard.write(this.slot, p.parts && p.off + n < p.end ? p.code | PART : p.code, p.arrival, p.buf, p.off, n);
+    if (ok) p.off += n;
+    return ok;
   }
 
   /** Called when the shard reports it drained this slot, or the spool has room again. */
@@ -168,15 +263,15 @@ export class Connection {
         return;
       }
       const p = this.pending[0]!;
-      if (!this.shard.write(this.slot, p.code, p.arrival, p.buf, p.off, p.len)) {
+      if (!this.writeNext(p)) {
         // Ask to be told when the shard drains, then try once more: the shard may have drained
         // the whole ring between the failed write and the flag, and would then never look at
         // this slot again (a lost wake-up that left a socket paused for good). If the retry still
         // fails, records remain in the ring, and the drain that consumes them sees the flag.
         this.shard.producer.markWaiting(this.slot);
-        if (!this.shard.write(this.slot, p.code, p.arrival, p.buf, p.off, p.len)) return;
+        if (!this.writeNext(p)) return;
       }
-      this.pending.shift();
+      if (p.off >= p.end) this.pending.shift();
     }
     if (this.paused) {
       this.paused = false;
@@ -195,8 +290,10 @@ export class Connection {
   rescue(tick: number, minTicks: number): boolean {
     if (!this.paused || this.pending.length === 0 || tick - this.pausedAt < minTicks || this.hooks.spoolFull()) return false;
     const before = this.pending.length;
+    const head = this.pending[0]!;
+    const at = head.off;
     this.flush();
-    return this.pending.length < before;
+    return this.pending.length < before || head.off > at;
   }
 
   private onClose(): void {

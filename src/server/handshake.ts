@@ -15,7 +15,7 @@ function intParam(q: URLSearchParams, name: string, dflt: number): number {
   return Number(v);
 }
 
-export function parseHandshake(endpoint: Endpoint, q: URLSearchParams, tokenUid: string | undefined, id: number): Omit<SessionInit, 'sync'> {
+export function parseHandshake(endpoint: Endpoint, q: URLSearchParams, tokenUid: string | undefined, id: number): Omit<SessionInit, 'sync' | 'consumers'> {
   const uid = tokenUid ?? q.get('uid') ?? '';
   if (!uid) throw bad('uid is required');
   if (!UID_RE.test(uid)) throw bad(`uid must match ${UID_RE.source}`);

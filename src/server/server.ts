@@ -5,13 +5,14 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Config } from '../config.js';
 import type { Endpoint, SessionInit, ShardEvent } from '../session/protocol.js';
-import type { SettingsProvider } from '../settings.js';
-import { maxRecordPayload } from '../shard/ring.js';
+import { hasConsumers, type ConsumerSettings } from '../consumers/session-consumers.js';
+import type { SettingsProvider, UserSettings } from '../settings/index.js';
+import { pieceBytes } from '../shard/ring.js';
 import { Supervisor } from '../shard/supervisor.js';
 import type { ShardFaults } from '../shard/shard-core.js';
 import { collectGarbage, cpuProfile, type GcResult } from '../util/profile.js';
 import { authenticate, bearer, HttpError } from './auth.js';
-import { Connection } from './connection.js';
+import { Connection, type ConnectionLimits } from './connection.js';
 import { parseHandshake } from './handshake.js';
 import { Metrics } from './metrics.js';
 
@@ -36,6 +37,30 @@ export interface ServerOptions {
   onDrain?: (deadline: number) => Promise<void>;
   /** Other worker threads /debug/gc can reach by name (e.g. the uploader). */
   debugThreads?: Record<string, { gc(): Promise<GcResult> }>;
+  /** The process-scoped job queue (104, 105); without one a 104 is answered with an error. */
+  jobs?: JobSink;
+}
+
+export type JobReply = { ok: true; reply?: Record<string, unknown> } | { ok: false; error: string };
+
+export interface JobSink {
+  /**
+   * Journals the job (durably) and runs it; resolves when it is finished, whether or not its
+   * session is still there (a full queue or a bad request resolves at once with an error).
+   */
+  submit(uid: string, kind: 'process' | 'speaker_sample', msg: Record<string, unknown>): Promise<JobReply>;
+}
+
+/** The webhooks and apps a uid's settings name, or null when there are none (nothing is collected). */
+export function consumersOf(s: UserSettings | undefined): ConsumerSettings | null {
+  if (!s) return null;
+  const c: ConsumerSettings = {
+    transcriptWebhook: s.transcript_webhook,
+    transcriptApps: s.transcript_apps,
+    audioBytesWebhook: s.audio_bytes_webhook,
+    audioApps: s.audio_apps,
+  };
+  return hasConsumers(c) ? c : null;
 }
 
 const SWEEP_MS = 1000;
@@ -53,6 +78,7 @@ export class IngestServer {
   private readonly bySlot: (Connection | undefined)[][];
   private readonly opts: ServerOptions;
   private readonly cfg: Config;
+  private readonly limits: ConnectionLimits;
   private nextId = 1;
   /** Sweep counter; connections stamp it on every message (cheaper than reading the clock). */
   private tick = 0;
@@ -83,7 +109,9 @@ export class IngestServer {
       () => this.supervisor.stats(),
       () => this.supervisor.shards.filter((h) => h.up).map((h) => ({ shard: h.index, ringBytes: h.arena.totalUsed(), slots: h.leased })),
     );
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: maxRecordPayload(cfg.RING_BYTES), perMessageDeflate: false });
+    // A message may be far larger than a ring (it is written in pieces): MAX_MESSAGE_BYTES bounds it.
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: cfg.MAX_MESSAGE_BYTES, perMessageDeflate: false });
+    this.limits = { piece: pieceBytes(cfg.RING_BYTES), maxJsonBytes: cfg.MAX_JSON_BYTES, sendBufferBytes: cfg.SEND_BUFFER_BYTES };
     this.http = createServer((req, res) => void this.onRequest(req, res));
     this.http.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
   }
@@ -119,8 +147,10 @@ export class IngestServer {
     try {
       switch (url.pathname) {
         case '/healthz':
+        case '/health': // the Omi deployment's liveness probe path
           return this.json(res, 200, { ok: true });
-        case '/readyz': {
+        case '/readyz':
+        case '/ready': { // the Omi deployment's readiness probe path
           const why = this.notReady();
           return this.json(res, why ? 503 : 200, why ? { ready: false, reason: why } : { ready: true });
         }
@@ -201,7 +231,7 @@ export class IngestServer {
       const tokenUid = await authenticate(this.cfg, bearer(req.headers.authorization, url.searchParams));
       const parsed = parseHandshake(endpoint, url.searchParams, tokenUid, this.nextId++);
       const settings = this.opts.settings ? await this.opts.settings.get(parsed.uid) : undefined;
-      const init: SessionInit = { ...parsed, sync: settings?.private_cloud_sync ?? false };
+      const init: SessionInit = { ...parsed, sync: settings?.private_cloud_sync ?? false, consumers: consumersOf(settings) };
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, init));
     } catch (err) {
       /* c8 ignore next */
@@ -235,7 +265,7 @@ export class IngestServer {
       now: () => this.tick,
       spoolFull: () => this.opts.spoolFull?.() === true,
       waitSpool: (c) => this.waitSpool(c),
-    });
+    }, this.limits);
     this.connections.add(conn);
     this.bySlot[shard.index]![slot] = conn;
   }
@@ -258,31 +288,35 @@ export class IngestServer {
 
   private onShardEvent(shard: number, ev: ShardEvent): void {
     if (ev.t === 'log') return this.opts.log(ev.msg, { shard });
+    if (ev.t === 'job') return this.onJob(shard, ev);
     const conn = this.bySlot[shard]![ev.slot];
     if (!conn) return;
     switch (ev.t) {
       case 'drained':
         return conn.flush();
       case 'ack':
-        return this.sendJson(conn, 202, { frames: ev.frames, bytes: ev.bytes });
+        return conn.reply(202, JSON.stringify({ frames: ev.frames, bytes: ev.bytes }));
       case 'reply':
-        return this.sendRaw(conn, 201, ev.body);
+        return conn.reply(201, ev.body);
       case 'close':
         return conn.fail(ev.code, ev.reason, ev.code === 1007 ? 'invalid_payload' : ev.code === 1003 ? 'malformed' : 'internal');
     }
   }
 
-  private sendJson(conn: Connection, header: number, body: object): void {
-    this.sendRaw(conn, header, JSON.stringify(body));
-  }
-
-  private sendRaw(conn: Connection, header: number, body: string): void {
-    if (conn.ws.readyState !== conn.ws.OPEN) return;
-    const text = Buffer.from(body);
-    const msg = Buffer.allocUnsafe(4 + text.length);
-    msg.writeUInt32LE(header, 0);
-    text.copy(msg, 4);
-    conn.ws.send(msg, { binary: true });
+  /**
+   * A 104 or 105 from a session. The job belongs to the process (it finishes when the client has
+   * gone); only the 201 reply belongs to the session: sent if that very session is still open.
+   */
+  private onJob(shard: number, ev: Extract<ShardEvent, { t: 'job' }>): void {
+    const conversationId = ev.msg.conversation_id;
+    const reply = (r: JobReply): void => {
+      if (ev.kind !== 'process') return;
+      const c = this.bySlot[shard]![ev.slot];
+      if (c?.init.id !== ev.session) return;
+      c.reply(201, JSON.stringify(r.ok ? { conversation_id: conversationId, success: true, ...r.reply } : { conversation_id: conversationId, error: r.error }));
+    };
+    if (!this.opts.jobs) return reply({ ok: false, error: 'conversation processing is not configured' });
+    this.opts.jobs.submit(ev.uid, ev.kind, ev.msg).then(reply, (err: Error) => reply({ ok: false, error: err.message }));
   }
 
   private onShardLost(shard: number): void {

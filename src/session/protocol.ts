@@ -1,6 +1,7 @@
 // What the main thread and a shard agree on about a session, and the validation of the pusher
 // protocol's JSON messages (DESIGN §2). Shared by both sides; no I/O here.
 
+import type { ConsumerSettings } from '../consumers/session-consumers.js';
 import { ID_PATTERN } from '../spool/names.js';
 
 export type Endpoint = 'pusher' | 'device';
@@ -23,6 +24,8 @@ export interface SessionInit extends CodecParams {
   conversationId: string | null;
   /** Private cloud sync for this uid (settings, resolved at the handshake): spool the audio. */
   sync: boolean;
+  /** The uid's webhooks and apps (settings, resolved at the handshake); null: none. */
+  consumers: ConsumerSettings | null;
 }
 
 /** Events a shard sends to the main thread (rare: never per frame). */
@@ -31,6 +34,8 @@ export type ShardEvent =
   | { t: 'ack'; slot: number; frames: number; bytes: number }
   | { t: 'reply'; slot: number; body: string }
   | { t: 'close'; slot: number; code: number; reason: string }
+  /** A 104 (the parsed message) or a placed 105, for the process-scoped job queue on the main thread. */
+  | { t: 'job'; slot: number; session: number; uid: string; kind: 'process' | 'speaker_sample'; msg: Record<string, unknown> }
   | { t: 'log'; msg: string };
 
 /** Uids and conversation ids become object-name segments: the spool's safe-id pattern. */
@@ -88,12 +93,14 @@ export function parseTranscript(data: Uint8Array): Transcript {
   return { segments: v.segments as Transcript['segments'], memory_id: (v.memory_id as string | null | undefined) ?? null };
 }
 
-export function parseProcess(data: Uint8Array): { conversation_id: string; language: string | null } {
+/** A 104: `conversation_id` checked, `language` defaulted to "en", every other field kept as sent. */
+export function parseProcess(data: Uint8Array): Record<string, unknown> & { conversation_id: string; language: string } {
   const v = parseJson(data, 'process conversation (104)');
   if (!isObject(v) || typeof v.conversation_id !== 'string' || !CONVERSATION_RE.test(v.conversation_id)) {
     throw new ProtocolError(1007, 'process conversation (104) needs a valid "conversation_id"');
   }
-  return { conversation_id: v.conversation_id, language: typeof v.language === 'string' ? v.language : null };
+  if (v.language !== undefined && v.language !== null && typeof v.language !== 'string') throw new ProtocolError(1007, 'process conversation (104) "language" must be a string');
+  return { ...v, conversation_id: v.conversation_id, language: typeof v.language === 'string' && v.language ? v.language : 'en' };
 }
 
 export function parseSpeakerSample(data: Uint8Array): { person_id: string; conversation_id: string; segment_ids: string[] } {

@@ -1,8 +1,12 @@
-// One session inside a shard: decodes its audio, feeds its sinks, owns its tasks (TaskScope).
-// Records arrive in order from the session's ring slot; payloads are views into shared memory
-// valid only during the call.
+// One session inside a shard: decodes its audio, feeds its sinks and consumers (webhooks, apps),
+// indexes its transcripts, turns 104/105 into jobs, owns its tasks (TaskScope). Records arrive in
+// order from the session's ring slot; payloads are views into shared memory valid only during the
+// call.
 import { Lc3Decoder, type Lc3Module } from '../../wasm/lc3.js';
-import { Code } from '../shard/ring.js';
+import type { HttpClient } from '../http/client.js';
+import { SessionConsumers, type QueueCounters } from '../consumers/session-consumers.js';
+import { UNNAMED_CONVERSATION } from '../spool/names.js';
+import { Code, PART } from '../shard/ring.js';
 import {
   checkConversationId,
   decodeUtf8,
@@ -13,6 +17,7 @@ import {
   type SessionInit,
   type ShardEvent,
 } from './protocol.js';
+import { SegmentIndex, type ConversationClock } from './segment-index.js';
 import { TaskScope } from './task-scope.js';
 
 /** Where a session's audio goes (the spool; later webhooks and audio apps). */
@@ -26,11 +31,6 @@ export interface SessionSink {
 /** Decoded PCM consumers (realtime audio apps, audio-bytes webhooks; tests). */
 export type PcmTap = (session: SessionInit, pcm: Int16Array) => void;
 
-/** Process-scoped conversation jobs (DESIGN §3.4); the session only waits for the reply. */
-export interface JobRunner {
-  process(uid: string, conversationId: string, language: string | null, signal: AbortSignal): Promise<string>;
-}
-
 export interface SessionCounters {
   framesDecoded: number;
   decodeErrors: number;
@@ -39,6 +39,8 @@ export interface SessionCounters {
   records: number;
   transcripts: number;
   speakerRequests: number;
+  /** 105s whose segments could not be placed in the session's audio (unknown ids, no audio yet). */
+  speakerUnresolved: number;
   /** Latency from arrival on the main thread to decoded, histogram of log2(ms) buckets. */
   latency: Uint32Array;
   /** Sum of those latencies, ms (the histogram's _sum). */
@@ -46,7 +48,7 @@ export interface SessionCounters {
 }
 
 export function newCounters(): SessionCounters {
-  return { framesDecoded: 0, decodeErrors: 0, plcFrames: 0, audioBytes: 0, records: 0, transcripts: 0, speakerRequests: 0, latency: new Uint32Array(LATENCY_BUCKETS), latencySumMs: 0 };
+  return { framesDecoded: 0, decodeErrors: 0, plcFrames: 0, audioBytes: 0, records: 0, transcripts: 0, speakerRequests: 0, speakerUnresolved: 0, latency: new Uint32Array(LATENCY_BUCKETS), latencySumMs: 0 };
 }
 
 // Scratch to read the f64 timestamp without a per-message DataView (little-endian hosts only,
@@ -63,7 +65,8 @@ export interface SessionDeps {
   counters: SessionCounters;
   sink?: SessionSink | undefined;
   pcmTap?: PcmTap | undefined;
-  jobs?: JobRunner | undefined;
+  /** The shard's outgoing HTTP pool and queue figures (webhooks and apps; absent: no consumers). */
+  consumers?: { http: HttpClient; counters: QueueCounters; budgetBytes: number } | undefined;
   /** Shared per-thread scratch for one frame (avoids a view allocation per frame). */
   scratch: Uint8Array;
 }
@@ -75,6 +78,13 @@ export class Session {
   private decoder: Lc3Decoder | undefined;
   private frameView: Uint8Array | undefined;
   private readonly deps: SessionDeps;
+  /** Webhooks and apps of this uid (undefined: none, and nothing is collected for them). */
+  private readonly consumers: SessionConsumers | undefined;
+  private readonly segments = new SegmentIndex();
+  /** The conversation the audio is filed under now, and when its first sample was. */
+  private clock: ConversationClock;
+  /** Parts of a message too large for one record (PART records), joined at its last record. */
+  private parts: Buffer[] | undefined;
   /** Set once a protocol error closed the session: later records are ignored. */
   failed = false;
   frames = 0;
@@ -87,9 +97,23 @@ export class Session {
     this.init = init;
     this.deps = deps;
     this.frameMs = init.codec === 'lc3' ? init.frameUs / 1000 : 1000 / init.sampleRate;
+    this.clock = { id: init.conversationId ?? UNNAMED_CONVERSATION, firstAudioMs: undefined };
     if (init.codec === 'lc3') {
       this.decoder = new Lc3Decoder({ frameUs: init.frameUs, sampleRate: init.sampleRate }, deps.lc3);
       this.frameView = deps.scratch.subarray(0, init.frameBytes);
+    }
+    const c = deps.consumers;
+    if (c && init.consumers) {
+      this.consumers = new SessionConsumers({
+        uid: init.uid,
+        sampleRate: init.sampleRate,
+        settings: init.consumers,
+        scope: this.scope,
+        http: c.http,
+        counters: c.counters,
+        budgetBytes: c.budgetBytes,
+        onError: (msg) => deps.emit({ t: 'log', msg: `session ${init.id}: ${msg}` }),
+      });
     }
   }
 
@@ -100,6 +124,19 @@ export class Session {
   handle(code: number, arrival: number, data: Uint8Array, off: number, len: number): void {
     if (this.failed) return;
     this.deps.counters.records++;
+    if (code & PART) {
+      // A JSON message larger than one record (the main thread bounds it by MAX_JSON_BYTES).
+      (this.parts ??= []).push(Buffer.from(data.subarray(off, off + len)));
+      return;
+    }
+    if (this.parts) {
+      this.parts.push(Buffer.from(data.subarray(off, off + len)));
+      const whole = Buffer.concat(this.parts);
+      this.parts = undefined;
+      data = whole;
+      off = 0;
+      len = whole.length;
+    }
     try {
       switch (code) {
         case Code.FRAMES:
@@ -118,18 +155,22 @@ export class Session {
         case Code.CONVERSATION: {
           const id = checkConversationId(decodeUtf8(data.subarray(off, off + len), 'conversation id (103)'));
           this.deps.sink?.conversation(id, arrival);
+          if (id !== this.clock.id) this.clock = { id, firstAudioMs: undefined };
           break;
         }
-        case Code.TRANSCRIPT:
-          parseTranscript(data.subarray(off, off + len));
+        case Code.TRANSCRIPT: {
+          // memory_id is validated but never rebinds the conversation: that filed audio under stale ids in the Omi service.
+          const tr = parseTranscript(data.subarray(off, off + len));
           this.deps.counters.transcripts++;
+          this.segments.add(tr.segments, this.clock);
+          this.consumers?.transcript(tr.segments);
           break;
+        }
         case Code.PROCESS:
-          this.process(parseProcess(data.subarray(off, off + len)));
+          this.deps.emit({ t: 'job', slot: this.slot, session: this.init.id, uid: this.init.uid, kind: 'process', msg: parseProcess(data.subarray(off, off + len)) });
           break;
         case Code.SPEAKER_SAMPLE:
-          parseSpeakerSample(data.subarray(off, off + len));
-          this.deps.counters.speakerRequests++;
+          this.speakerSample(parseSpeakerSample(data.subarray(off, off + len)));
           break;
         default:
           throw new ProtocolError(1003, `unknown record code ${code}`);
@@ -145,6 +186,8 @@ export class Session {
   private audio(arrival: number, data: Uint8Array, off: number, len: number, firstSampleMs: number): void {
     const c = this.deps.counters;
     c.audioBytes += len;
+    this.clock.firstAudioMs ??= firstSampleMs;
+    const consumers = this.consumers?.wantsPcm ? this.consumers : undefined;
     let frames: number;
     if (this.decoder) {
       const fb = this.init.frameBytes;
@@ -157,12 +200,15 @@ export class Session {
         for (let i = 0; i < fb; i++) view[i] = data[p + i]!;
         const pcm = dec.decode(view);
         if (this.deps.pcmTap) this.deps.pcmTap(this.init, pcm);
+        // The PCM is a view of wasm memory: hand the consumers its bytes, no copy or view per frame.
+        if (consumers) consumers.pcm(this.deps.lc3.heapU8(), pcm.byteOffset, pcm.byteLength);
       }
       c.framesDecoded += frames;
       c.decodeErrors += dec.stats.errors - before;
       c.plcFrames += dec.stats.plc - beforePlc;
     } else {
       frames = len >> 1; // PCM16: one "frame" per sample
+      if (consumers) consumers.pcm(data, off, len);
     }
     this.frames += frames;
     this.deps.sink?.audio(data, off, len, frames, firstSampleMs);
@@ -172,21 +218,23 @@ export class Session {
     c.latencySumMs += ms;
   }
 
-  private process(req: { conversation_id: string; language: string | null }): void {
-    const jobs = this.deps.jobs;
-    const reply = (body: object): void => this.deps.emit({ t: 'reply', slot: this.slot, body: JSON.stringify(body) });
-    if (!jobs) {
-      reply({ conversation_id: req.conversation_id, error: 'conversation processing is not configured' });
+  /** A 105: the named segments placed in the stored audio, handed to the process-scoped job queue. */
+  private speakerSample(req: { person_id: string; conversation_id: string; segment_ids: string[] }): void {
+    this.deps.counters.speakerRequests++;
+    const r = this.segments.resolve(req.segment_ids);
+    if ('error' in r) {
+      this.deps.counters.speakerUnresolved++;
+      this.deps.emit({ t: 'log', msg: `session ${this.init.id}: speaker sample for ${req.person_id} not placed: ${r.error}` });
       return;
     }
-    // The job is process-scoped (it finishes even if we go); only the wait for its reply is ours.
-    this.scope.spawn(
-      async (signal) => {
-        const id = await jobs.process(this.init.uid, req.conversation_id, req.language, signal);
-        if (!signal.aborted) reply({ conversation_id: id, success: true });
-      },
-      (err) => reply({ conversation_id: req.conversation_id, error: (err as Error).message }),
-    );
+    this.deps.emit({
+      t: 'job',
+      slot: this.slot,
+      session: this.init.id,
+      uid: this.init.uid,
+      kind: 'speaker_sample',
+      msg: { person_id: req.person_id, conversation_id: req.conversation_id, segment_ids: req.segment_ids, storage_conversation_id: r.storageConversationId, start_ms: r.startMs, end_ms: r.endMs },
+    });
   }
 
   /**
@@ -196,6 +244,8 @@ export class Session {
    */
   async close(graceMs: number, leak = false): Promise<number> {
     const leaked = leak ? 0 : await this.scope.close(graceMs);
+    if (!leak) this.consumers?.close();
+    this.parts = undefined;
     if (!leak) this.decoder?.close();
     this.deps.sink?.close().catch((err: Error) => this.deps.emit({ t: 'log', msg: `session ${this.init.id}: spool close failed: ${err.message}` }));
     return leaked;

@@ -37,6 +37,13 @@ export const Code = {
   FRAMES: 2,
 } as const;
 
+/**
+ * Set on the code of every record of a message too large for one record but the last (JSON
+ * messages up to MAX_JSON_BYTES): the shard joins the parts. Audio is never sent this way: it is
+ * split at sample or frame boundaries into records that stand alone.
+ */
+export const PART = 0x10000;
+
 export interface ArenaLayout {
   slots: number;
   ringBytes: number;
@@ -101,6 +108,15 @@ export function maxRecordPayload(ringBytes: number): number {
   return ringBytes - REC_HEADER;
 }
 
+/**
+ * Payload bytes of one piece when a message is split: half the ring, so the main thread can
+ * write the next piece while the shard drains the last one (a whole-ring record could only be
+ * written into an empty ring).
+ */
+export function pieceBytes(ringBytes: number): number {
+  return (maxRecordPayload(ringBytes) >> 1) & ~7;
+}
+
 /** Main-thread side. */
 export class RingProducer {
   private readonly a: Arena;
@@ -128,11 +144,25 @@ export class RingProducer {
    * socket and calls markWaiting). Copies `len` bytes of `src` from `srcOff`; allocates nothing.
    */
   write(slot: number, code: number, arrival: number, src: Uint8Array, srcOff: number, len: number): boolean {
+    return this.put(slot, code, arrival, NaN, src, srcOff, len);
+  }
+
+  /**
+   * As write(), with an f64 LE `stamp` written before the payload (one record of `8 + len` bytes):
+   * a piece of a large `101` carries its own first-sample time, the layout of a whole `101`.
+   */
+  writeStamped(slot: number, code: number, arrival: number, stamp: number, src: Uint8Array, srcOff: number, len: number): boolean {
+    return this.put(slot, code, arrival, stamp, src, srcOff, len);
+  }
+
+  private put(slot: number, code: number, arrival: number, stamp: number, src: Uint8Array, srcOff: number, len: number): boolean {
     const a = this.a;
     const words = a.slotWords;
     const base = slot * SLOT_WORDS;
     const rb = a.ringBytes;
-    const need = REC_HEADER + pad8(len);
+    const pre = stamp === stamp ? 8 : 0; // NaN: no stamp
+    const payload = pre + len;
+    const need = REC_HEADER + pad8(payload);
     let w = words[base + SLOT_WRITE]! >>> 0; // only this thread writes it
     const r = Atomics.load(words, base + SLOT_READ) >>> 0;
     const used = (w - r) >>> 0;
@@ -148,10 +178,11 @@ export class RingProducer {
     }
     const at = slot * rb + pos;
     const dv = a.dataView;
-    dv.setUint32(at, len, true);
+    dv.setUint32(at, payload, true);
     dv.setUint32(at + 4, code, true);
     dv.setFloat64(at + 8, arrival, true);
-    if (len > 0) a.data.set(len === src.length && srcOff === 0 ? src : src.subarray(srcOff, srcOff + len), at + REC_HEADER);
+    if (pre) dv.setFloat64(at + REC_HEADER, stamp, true);
+    if (len > 0) a.data.set(len === src.length && srcOff === 0 ? src : src.subarray(srcOff, srcOff + len), at + REC_HEADER + pre);
     Atomics.store(words, base + SLOT_WRITE, (w + need) | 0);
     if (Atomics.load(words, base + SLOT_QUEUED) === 0) {
       Atomics.store(words, base + SLOT_QUEUED, 1);

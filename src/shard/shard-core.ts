@@ -2,7 +2,9 @@
 // entry workers/shard.ts only wires it to comlink and the event port).
 import { loadLc3, MAX_FRAME_BYTES, type Lc3Module } from '../../wasm/lc3.js';
 import { decodeUtf8, type SessionInit, type ShardEvent } from '../session/protocol.js';
-import { LATENCY_BUCKETS, newCounters, Session, type JobRunner, type PcmTap, type SessionCounters, type SessionSink } from '../session/session.js';
+import { newQueueCounters, type QueueCounters } from '../consumers/session-consumers.js';
+import type { HttpClient, HttpTargetStats } from '../http/client.js';
+import { LATENCY_BUCKETS, newCounters, Session, type PcmTap, type SessionCounters, type SessionSink } from '../session/session.js';
 import { scopeCounters } from '../session/task-scope.js';
 import type { ShardSpoolStats } from '../spool/shard-spool.js';
 import { Arena, Code, RingConsumer } from './ring.js';
@@ -19,7 +21,10 @@ export interface ShardOptions {
   /** Extra figures merged into stats() (the spool's). */
   extraStats?: () => Partial<ShardStats>;
   pcmTap?: PcmTap;
-  jobs?: JobRunner;
+  /** The shard's outgoing HTTP pool for webhooks and apps (absent: sessions get no consumers). */
+  http?: HttpClient;
+  /** SESSION_BUFFER_BYTES: one budget over each session's webhook and app queues. */
+  sessionBufferBytes?: number;
   /** Test/chaos fault switches are honoured only when this is true (never in production). */
   faultsAllowed?: boolean;
 }
@@ -65,6 +70,11 @@ export interface ShardStats {
   heapUsed: number;
   wasmBytes: number;
   durableBytes: number;
+  transcripts: number;
+  speakerRequests: number;
+  speakerUnresolved: number;
+  queues: QueueCounters;
+  http: HttpTargetStats[];
   /** The shard's durable spool (null when audio is not stored). */
   spool: ShardSpoolFigures | null;
 }
@@ -76,6 +86,8 @@ export class ShardCore {
   readonly shard: number;
   readonly consumer: RingConsumer;
   readonly counters: SessionCounters = newCounters();
+  /** Webhook and app queues of every session of this shard (pusher_queue_* metrics). */
+  readonly queues: QueueCounters = newQueueCounters();
   readonly faults: ShardFaults = { drainDelayMs: 0, leakOnClose: false, dropDrained: false };
   private readonly sessions = new Map<number, Session>();
   private readonly opts: ShardOptions;
@@ -117,7 +129,7 @@ export class ShardCore {
         counters: this.counters,
         sink: this.opts.sinkFor?.(init, slot),
         pcmTap: this.opts.pcmTap,
-        jobs: this.opts.jobs,
+        consumers: this.opts.http ? { http: this.opts.http, counters: this.queues, budgetBytes: this.opts.sessionBufferBytes ?? 20 * 2 ** 20 } : undefined,
         scratch: this.scratch,
       });
       this.sessions.set(slot, session);
@@ -194,6 +206,11 @@ export class ShardCore {
       heapUsed: process.memoryUsage().heapUsed,
       wasmBytes: this.lc3.memoryBytes,
       durableBytes: 0,
+      transcripts: c.transcripts,
+      speakerRequests: c.speakerRequests,
+      speakerUnresolved: c.speakerUnresolved,
+      queues: this.queues,
+      http: this.opts.http?.stats() ?? [],
       spool: null,
       ...this.opts.extraStats?.(),
     };

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import type { SessionInit, ShardEvent } from '../session/protocol.js';
 import type { PcmTap } from '../session/session.js';
+import { HttpClient } from '../http/client.js';
 import { createSpoolSinks, type SpoolWorkerConfig } from './spool-sink.js';
 import { collectGarbage, cpuProfile, type GcResult } from '../util/profile.js';
 import { Arena } from './ring.js';
@@ -24,6 +25,17 @@ export interface ShardWorkerData {
   spool?: SpoolWorkerConfig | undefined;
   /** Test only: append every session's decoded PCM to {dir}/{uid}-{id}.pcm. */
   pcmTapDir?: string | undefined;
+  /** Webhooks and apps (absent: sessions get no consumers, e.g. in unit tests). */
+  outbound?: OutboundConfig | undefined;
+}
+
+export interface OutboundConfig {
+  /** WEBHOOK_ALLOW_PRIVATE. */
+  allowPrivate: boolean;
+  /** This shard's share of the process's connections per origin. */
+  connectionsPerOrigin: number;
+  /** SESSION_BUFFER_BYTES. */
+  sessionBufferBytes: number;
 }
 
 export interface ShardApi {
@@ -45,6 +57,7 @@ export async function createShard(d: ShardWorkerData): Promise<ShardApi> {
   const spool = d.spool
     ? createSpoolSinks(d.shard, d.spool, emit, (err, ctx) => d.events.postMessage({ t: 'log', msg: `spool ${ctx}: ${err.message}` }))
     : undefined;
+  const http = d.outbound ? new HttpClient({ allowPrivate: d.outbound.allowPrivate, connectionsPerOrigin: d.outbound.connectionsPerOrigin }) : undefined;
   const core = new ShardCore({
     shard: d.shard,
     arena: new Arena({ slots: d.slots, ringBytes: d.ringBytes }, d.sab),
@@ -52,6 +65,7 @@ export async function createShard(d: ShardWorkerData): Promise<ShardApi> {
     graceMs: d.graceMs,
     faultsAllowed: d.faultsAllowed,
     ...(d.pcmTapDir ? { pcmTap: pcmFileTap(d.pcmTapDir) } : {}),
+    ...(http ? { http, sessionBufferBytes: d.outbound!.sessionBufferBytes } : {}),
     ...(spool
       ? {
           sinkFor: (init: SessionInit, slot: number) => spool.sinkFor(init, slot),
@@ -75,6 +89,7 @@ export async function createShard(d: ShardWorkerData): Promise<ShardApi> {
     stop: async () => {
       await core.stop();
       await spool?.spool.close();
+      await http?.close();
     },
   };
 }

@@ -66,7 +66,15 @@ export class ShardHandle {
 
   /** Writes one record; false = ring full (caller pauses the socket). */
   write(slot: number, code: number, arrival: number, src: Uint8Array, off: number, len: number): boolean {
-    const ok = this.producer.write(slot, code, arrival, src, off, len);
+    return this.written(this.producer.write(slot, code, arrival, src, off, len));
+  }
+
+  /** Writes one record with an f64 stamp before its payload (a piece of a large 101). */
+  writeStamped(slot: number, code: number, arrival: number, stamp: number, src: Uint8Array, off: number, len: number): boolean {
+    return this.written(this.producer.writeStamped(slot, code, arrival, stamp, src, off, len));
+  }
+
+  private written(ok: boolean): boolean {
     if (ok) {
       if (this.producer.unrung >= BELL_EVERY) this.producer.ring();
       else if (!this.bellScheduled) {
