@@ -71,7 +71,7 @@ t.test('auth: jwt and static service tokens', async (t) => {
 });
 
 t.test('after the upgrade: close codes and reasons, counted, neighbours unharmed', async (t) => {
-  const svc = await startTestService({ SHARDS: '1', RECEIVE_TIMEOUT_S: '1', RING_BYTES: '4096' });
+  const svc = await startTestService({ SHARDS: '1', RECEIVE_TIMEOUT_S: '1', RING_BYTES: '4096', MAX_MESSAGE_BYTES: '64KiB', MAX_JSON_BYTES: '8KiB' });
   t.teardown(() => svc.close());
   // A well-behaved session on the same (only) shard keeps streaming through all of it.
   const good = await svc.ws('/v1/audio/stream?uid=good');
@@ -94,7 +94,8 @@ t.test('after the upgrade: close codes and reasons, counted, neighbours unharmed
     [lc3, pusherMsg(105, '{"person_id":"p"}'), 1007, /105/, 'invalid_payload'],
     [lc3, pusherMsg(103, '../../escape'), 1007, /conversation id must match/, 'invalid_payload'],
     [lc3, pusherMsg(103, Buffer.from([0xff, 0xfe])), 1007, /not valid UTF-8/, 'invalid_payload'],
-    [lc3, Buffer.alloc(5000), 1009, /./, 'oversized'],
+    [lc3, audioMsg(1700000000, Buffer.alloc(66000)), 1009, /./, 'oversized'],
+    [lc3, pusherMsg(102, JSON.stringify({ segments: [{ text: 'x'.repeat(9000), start: 0, end: 1 }] })), 1009, /MAX_JSON_BYTES/, 'oversized'],
     ['/v1/audio/stream?uid=d', Buffer.alloc(31), 1007, /whole 30-byte/, 'bad_frame_size'],
     ['/v1/audio/stream?uid=d', '{"type":"conversation"', 1007, /not valid JSON/, 'invalid_json'],
     ['/v1/audio/stream?uid=d', '{"type":"other"}', 1007, /must be \{"type":"conversation"/, 'invalid_json'],
@@ -107,7 +108,7 @@ t.test('after the upgrade: close codes and reasons, counted, neighbours unharmed
     ws.send(msg);
     const c = await done;
     t.equal(c.code, code, `${reason}: close code`);
-    if (code !== 1009) t.match(c.reason, re, `${reason}: reason names the problem`);
+    if (re.source !== ".") t.match(c.reason, re, `${reason}: reason names the problem`); // ws closes an oversized frame itself, without a reason
     await until(async () => (await svc.metric('pusher_rejected_total', { reason })) === before + 1, 3000, `${reason} counted`);
   }
 

@@ -30,6 +30,8 @@ export interface ConnectionHooks {
 export interface ConnectionLimits {
   /** Payload bytes per record when a message is split (pieceBytes(RING_BYTES)). */
   piece: number;
+  /** The largest record (maxRecordPayload(RING_BYTES)): a message up to this size goes whole while the ring has room. */
+  record: number;
   /** MAX_JSON_BYTES: a larger 102/103/104/105 or device text message is closed with 1009. */
   maxJsonBytes: number;
   /** SEND_BUFFER_BYTES: replies a client leaves unread past this close it with 1008. */
@@ -152,7 +154,8 @@ export class Connection {
         if (audio < 0) return this.fail(1003, 'audio (101) needs an 8-byte timestamp', 'malformed');
         if (!this.wholeFrames(audio)) return;
         this.hooks.audioBytes(audio);
-        if (data.length - 4 <= this.limits.piece) return this.push(header, data, 4, data.length, this.limits.piece, false);
+        // One record while the ring has room for it (the cheapest), else pieces as the ring drains.
+        if (data.length - 4 <= this.limits.record && this.writeWhole(header, data, 4, data.length)) return;
         return this.pushAudio(data);
       }
       case Code.TRANSCRIPT:
@@ -223,13 +226,17 @@ export class Connection {
     this.enqueue({ code: Code.AUDIO, arrival, buf: data, off: 12, end: data.length, step: this.audioStep(this.limits.piece - 8), stamp, stampOff: 12, bytesPerSecond: this.bytesPerSecond, parts: false });
   }
 
+  /** The fast path: the whole message as one record, now; false when it must wait or be split. */
+  private writeWhole(code: number, buf: Uint8Array, off: number, end: number): boolean {
+    return end - off <= this.limits.record && this.pending.length === 0 && !this.hooks.spoolFull() && this.shard.write(this.slot, code, Date.now(), buf, off, end - off);
+  }
+
   private push(code: number, buf: Uint8Array, off: number, end: number, step: number, parts: boolean): void {
-    const arrival = Date.now();
-    const len = end - off;
-    if (len <= step && this.pending.length === 0 && !this.hooks.spoolFull() && this.shard.write(this.slot, code, arrival, buf, off, len)) return;
+    if (this.writeWhole(code, buf, off, end)) return;
     // Too large for one record, or the ring (or spool) is full: keep the message (the Buffer ws
-    // gave us; no copy) and write it as the ring drains.
-    this.enqueue({ code, arrival, buf, off, end, step, stamp: NaN, stampOff: 0, bytesPerSecond: 0, parts });
+    // gave us; no copy) and write it in records of at most `step` bytes as the ring drains (never
+    // a whole-ring record: that could only be written into an empty ring at offset 0).
+    this.enqueue({ code, arrival: Date.now(), buf, off, end, step, stamp: NaN, stampOff: 0, bytesPerSecond: 0, parts });
   }
 
   private enqueue(p: Pending): void {

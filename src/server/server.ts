@@ -7,7 +7,7 @@ import type { Config } from '../config.js';
 import type { Endpoint, SessionInit, ShardEvent } from '../session/protocol.js';
 import { hasConsumers, type ConsumerSettings } from '../consumers/session-consumers.js';
 import type { SettingsProvider, UserSettings } from '../settings/index.js';
-import { pieceBytes } from '../shard/ring.js';
+import { maxRecordPayload, pieceBytes } from '../shard/ring.js';
 import { Supervisor } from '../shard/supervisor.js';
 import type { ShardFaults } from '../shard/shard-core.js';
 import { collectGarbage, cpuProfile, type GcResult } from '../util/profile.js';
@@ -111,7 +111,7 @@ export class IngestServer {
     );
     // A message may be far larger than a ring (it is written in pieces): MAX_MESSAGE_BYTES bounds it.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: cfg.MAX_MESSAGE_BYTES, perMessageDeflate: false });
-    this.limits = { piece: pieceBytes(cfg.RING_BYTES), maxJsonBytes: cfg.MAX_JSON_BYTES, sendBufferBytes: cfg.SEND_BUFFER_BYTES };
+    this.limits = { piece: pieceBytes(cfg.RING_BYTES), record: maxRecordPayload(cfg.RING_BYTES), maxJsonBytes: cfg.MAX_JSON_BYTES, sendBufferBytes: cfg.SEND_BUFFER_BYTES };
     this.http = createServer((req, res) => void this.onRequest(req, res));
     this.http.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
   }
