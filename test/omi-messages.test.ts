@@ -65,6 +65,7 @@ t.test('a 101 of 60 s of PCM in one message: stored byte-exact, pieces stamped w
   const stored = Buffer.concat(await Promise.all(names.map(async (n) => pcm(parseWav(await store.read(n)).samples))));
   t.ok(stored.equals(audio), 'every sample stored, in order');
   t.equal(await svc.metric('pusher_audio_bytes_received_total'), audio.length);
+  t.equal(await svc.metric('pusher_pending_message_bytes'), 0, 'nothing held on the main thread once it is all in the ring');
 });
 
 t.test('LC3 at both endpoints: large messages split at frame boundaries, every frame kept', async (t) => {

@@ -5,17 +5,16 @@
 // Every wait here has a deadline and says what it waited for; the generator's early exit rejects
 // every pending wait at once (a generator that died must end the benchmark, never hang it).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, type WriteStream } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { WebSocket } from 'ws';
 import { clientFrame } from './loadgen.js';
-import { readProcCpu, readProcStatus, readThreadsCpu } from './proc.js';
-import { scrape, type PromSample } from './prom.js';
-import { freePort } from './service.js';
+import { readProcCpu, readThreadsCpu } from './proc.js';
+import type { PromSample } from './prom.js';
+import { startService } from './service.js';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -73,87 +72,18 @@ export function checkBuild(root: string): string | undefined {
   return undefined;
 }
 
-/**
- * `node ROOT/bin/lc3-pusher.cjs serve` on a free 127.0.0.1 port with its own spool and store
- * under `dir` (the few lines of scripts/lib/service.ts startService, with the root as a parameter).
- */
+/** `node ROOT/bin/lc3-pusher.cjs serve` (scripts/lib/service.ts) for the build at `root`, with main-thread CPU figures. */
 export async function startServiceAt(root: string, opts: { env?: Record<string, string>; dir?: string; readyTimeoutMs?: number } = {}): Promise<RootService> {
   const missing = checkBuild(root);
   if (missing) throw new Error(missing);
-  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'lc3p-large-'));
-  mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  const env: Record<string, string> = {
-    ...Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LC3_WASM'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
-    HOST: '127.0.0.1',
-    SPOOL_DIR: join(dir, 'spool'),
-    STORE_DIR: join(dir, 'store'),
-    LOG_LEVEL: 'warn',
-    DRAIN_TIMEOUT_S: '10',
-    ...opts.env,
-    PORT: String(port),
-  };
-  const logFile = join(dir, 'service.log');
-  const log: WriteStream = createWriteStream(logFile);
-  const tail: string[] = [];
-  const proc = spawn(process.execPath, [join(root, 'bin', 'lc3-pusher.cjs'), 'serve'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const onData = (chunk: Buffer) => {
-    log.write(chunk);
-    tail.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-    tail.splice(0, Math.max(0, tail.length - 200));
-  };
-  proc.stdout!.on('data', onData);
-  proc.stderr!.on('data', onData);
-  let exitValue: number | string | undefined;
-  const exited = new Promise<number | string>((resolve) => {
-    proc.once('exit', (code, signal) => {
-      exitValue = (code ?? signal)!;
-      log.end();
-      resolve(exitValue);
-    });
-  });
-  const baseUrl = `http://127.0.0.1:${port}`;
-  const logTail = (lines = 20) => tail.slice(-lines).join('\n');
-  const readyMs = opts.readyTimeoutMs ?? 120000;
-  const deadline = Date.now() + readyMs;
-  for (;;) {
-    if (exitValue !== undefined) throw new Error(`service (${root}) exited (${exitValue}) before it was ready:\n${logTail()}`);
-    const ok = await fetch(`${baseUrl}/readyz`, { signal: AbortSignal.timeout(1000) }).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) break;
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`timed out after ${readyMs / 1000} s waiting for the service (${root}) to answer /readyz:\n${logTail()}`);
-    }
-    await sleep(50);
-  }
-  const pid = proc.pid!;
+  const svc = await startService({ ...opts, root });
+  const pid = svc.pid;
   return {
+    ...svc,
     root,
-    pid,
-    port,
-    baseUrl,
-    dir,
-    logFile,
-    proc,
-    exited,
-    alive: () => exitValue === undefined,
-    scrape: () => scrape(baseUrl),
     cpu: () => {
       const s = readSchedstat(pid);
       return { process: readProcCpu(pid) ?? NaN, main: readThreadsCpu(pid)[pid] ?? NaN, mainRunS: s.runNs / 1e9, mainWaitS: s.waitNs / 1e9 };
-    },
-    rss: () => readProcStatus(pid)?.rss,
-    logTail,
-    stop: async (timeoutMs = 20000) => {
-      if (exitValue !== undefined) return exitValue;
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-      const v = await exited;
-      clearTimeout(timer);
-      return v;
     },
   };
 }

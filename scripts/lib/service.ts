@@ -30,6 +30,8 @@ export function freePort(): Promise<number> {
 }
 
 export interface ServiceOptions {
+  /** The lc3-pusher checkout to run (default: this one), e.g. a worktree of an earlier build. */
+  root?: string;
   /** Base directory for spool/, store/, settings and the log (default: a new temp dir). */
   dir?: string;
   /** Service environment (PORT, HOST, SPOOL_DIR, STORE_DIR, LOG_LEVEL are set by us unless given). */
@@ -68,7 +70,7 @@ export interface ChildService {
 }
 
 export async function startService(opts: ServiceOptions = {}): Promise<ChildService> {
-  const root = repoRoot();
+  const root = opts.root ?? repoRoot();
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'lc3p-chaos-'));
   mkdirSync(dir, { recursive: true });
   const port = await freePort();

@@ -18,6 +18,8 @@ export interface ConnectionHooks {
   reject(reason: string): void;
   audioBytes(n: number): void;
   pausedDelta(d: number): void;
+  /** Bytes of messages read from sockets and not yet all in a ring (pusher_pending_message_bytes). */
+  heldDelta(d: number): void;
   closed(c: Connection): void;
   /** True while the spool is full: no new record may enter a ring. */
   spoolFull(): boolean;
@@ -241,6 +243,7 @@ export class Connection {
 
   private enqueue(p: Pending): void {
     this.pending.push(p);
+    this.hooks.heldDelta(p.buf.byteLength);
     if (this.pending.length === 1) this.flush();
     if (this.pending.length > 0 && !this.paused) {
       // Stop reading the socket until this message is in the ring: TCP backpressure.
@@ -278,7 +281,10 @@ export class Connection {
         this.shard.producer.markWaiting(this.slot);
         if (!this.writeNext(p)) return;
       }
-      if (p.off >= p.end) this.pending.shift();
+      if (p.off >= p.end) {
+        this.pending.shift();
+        this.hooks.heldDelta(-p.buf.byteLength);
+      }
     }
     if (this.paused) {
       this.paused = false;
@@ -328,6 +334,7 @@ export class Connection {
   abandon(): void {
     this.ended = true;
     this.released = true;
+    for (const p of this.pending) this.hooks.heldDelta(-p.buf.byteLength);
     this.pending = [];
     if (this.paused) this.hooks.pausedDelta(-1);
     this.paused = false;

@@ -10,6 +10,7 @@ export class Metrics {
   readonly rejected: Counter<'reason'>;
   readonly audioBytesReceived: Counter;
   readonly socketsPaused: Gauge;
+  readonly pendingMessageBytes: Gauge;
   readonly pausedRescues: Counter;
   readonly ringBytesUsed: Gauge<'shard'>;
   readonly sessionsActive: Gauge<'shard'>;
@@ -42,6 +43,11 @@ export class Metrics {
     this.rejected = new Counter({ name: 'pusher_rejected_total', help: 'Rejected handshakes and sessions closed for bad input, by reason', labelNames: ['reason'], registers: [r] });
     this.audioBytesReceived = new Counter({ name: 'pusher_audio_bytes_received_total', help: 'Audio payload bytes read from sockets', registers: [r] });
     this.socketsPaused = new Gauge({ name: 'pusher_sockets_paused', help: 'Sockets paused by backpressure (ring or spool full)', registers: [r] });
+    this.pendingMessageBytes = new Gauge({
+      name: 'pusher_pending_message_bytes',
+      help: 'Bytes of messages read from sockets and waiting for ring space (their sockets are paused)',
+      registers: [r],
+    });
     this.pausedRescues = new Counter({
       name: 'pusher_paused_rescues_total',
       help: 'Paused sockets the 1 s sweep found with room in their ring and resumed itself: a lost drain notification (should stay 0)',

@@ -83,6 +83,8 @@ export class IngestServer {
   /** Sweep counter; connections stamp it on every message (cheaper than reading the clock). */
   private tick = 0;
   private pausedCount = 0;
+  /** Bytes of socket messages waiting for ring space (the main thread's only unbounded-by-ring memory). */
+  private heldBytes = 0;
   private draining = false;
   private sweep: NodeJS.Timeout | undefined;
 
@@ -254,6 +256,10 @@ export class IngestServer {
     const conn = new Connection(ws, shard, slot, init, {
       reject: (reason) => this.metrics.rejected.inc({ reason }),
       audioBytes: (n) => (this.metrics.pendingAudioBytes += n),
+      heldDelta: (d) => {
+        this.heldBytes += d;
+        this.metrics.pendingMessageBytes.set(this.heldBytes);
+      },
       pausedDelta: (d) => {
         this.pausedCount += d;
         this.metrics.socketsPaused.set(this.pausedCount);
