@@ -182,6 +182,23 @@ t.test('a JSON message split into PART records is joined before it is parsed', a
   await r.core.close(0);
 });
 
+t.test('session parameters larger than one record arrive as OPEN parts and are joined', async (t) => {
+  const r = rig();
+  const apps = Array.from({ length: 32 }, (_, i) => `http://127.0.0.1:9/${'a'.repeat(300)}/${i}`);
+  const big = Buffer.from(JSON.stringify(init({ endpoint: 'pusher', consumers: { transcriptWebhook: null, transcriptApps: [], audioBytesWebhook: null, audioApps: apps } })));
+  t.ok(big.length > 4096, `${big.length} bytes of session parameters, more than the 4 KiB ring`);
+  for (let off = 0; off < big.length; off += 1000) {
+    const n = Math.min(1000, big.length - off);
+    t.ok(r.p.write(0, off + n < big.length ? Code.OPEN | PART : Code.OPEN, Date.now(), big, off, n));
+    r.core.drain();
+  }
+  r.write(0, Code.FRAMES, frames[0]!);
+  r.core.drain();
+  t.equal(r.core.stats().sessions, 1);
+  t.equal(r.core.stats().framesDecoded, 1, 'the session opened with its parameters and decodes');
+  await r.core.close(0);
+});
+
 t.test('positive control: leak_on_close leaves tasks and decoders alive (only when allowed)', async (t) => {
   // A session with a transcript webhook runs a 1 s batching timer in its scope.
   const http = new HttpClient({ allowPrivate: true });

@@ -92,9 +92,10 @@ export class Connection {
     this.unit = init.codec === 'lc3' ? init.frameBytes : 2;
     this.bytesPerSecond = init.codec === 'lc3' ? (init.frameBytes * 1e6) / init.frameUs : init.sampleRate * 2;
     this.lastSeen = hooks.now();
+    // The session parameters are the slot's first record. Usually small, but a uid with many
+    // webhook and app URLs can exceed a record: then they go as PART records like large JSON.
     const open = Buffer.from(JSON.stringify(init));
-    // The ring is empty at lease time and the init is small: this cannot fail.
-    shard.write(slot, Code.OPEN, Date.now(), open, 0, open.length);
+    this.push(Code.OPEN, open, 0, open.length, limits.piece, true);
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
     ws.on('close', () => this.onClose());
     ws.on('error', (err: Error & { code?: string }) => {

@@ -7,7 +7,7 @@ import type { HttpClient, HttpTargetStats } from '../http/client.js';
 import { LATENCY_BUCKETS, newCounters, Session, type PcmTap, type SessionCounters, type SessionSink } from '../session/session.js';
 import { scopeCounters } from '../session/task-scope.js';
 import type { ShardSpoolStats } from '../spool/shard-spool.js';
-import { Arena, Code, RingConsumer } from './ring.js';
+import { Arena, Code, PART, RingConsumer } from './ring.js';
 
 export interface ShardOptions {
   shard: number;
@@ -90,6 +90,7 @@ export class ShardCore {
   readonly queues: QueueCounters = newQueueCounters();
   readonly faults: ShardFaults = { drainDelayMs: 0, leakOnClose: false, dropDrained: false };
   private readonly sessions = new Map<number, Session>();
+  private readonly openParts = new Map<number, Buffer[]>();
   private readonly opts: ShardOptions;
   private readonly lc3: Lc3Module;
   private readonly scratch = new Uint8Array(MAX_FRAME_BYTES);
@@ -107,8 +108,21 @@ export class ShardCore {
   }
 
   private readonly onRecord = (slot: number, code: number, arrival: number, data: Uint8Array, off: number, len: number): void => {
+    if (code === (Code.OPEN | PART)) {
+      // Session parameters larger than one record (many webhook and app URLs): joined at the OPEN.
+      let parts = this.openParts.get(slot);
+      if (!parts) this.openParts.set(slot, (parts = []));
+      parts.push(Buffer.from(data.subarray(off, off + len)));
+      return;
+    }
     if (code === Code.OPEN) {
-      this.open(slot, JSON.parse(decodeUtf8(data.subarray(off, off + len), 'session init')) as SessionInit);
+      let bytes = data.subarray(off, off + len);
+      const parts = this.openParts.get(slot);
+      if (parts) {
+        this.openParts.delete(slot);
+        bytes = Buffer.concat([...parts, bytes]);
+      }
+      this.open(slot, JSON.parse(decodeUtf8(bytes, 'session init')) as SessionInit);
       return;
     }
     const s = this.sessions.get(slot);
@@ -172,6 +186,7 @@ export class ShardCore {
    */
   async close(slot: number): Promise<{ leaked: number }> {
     this.consumer.drainSlot(slot, this.onRecord, () => {});
+    this.openParts.delete(slot);
     const s = this.sessions.get(slot);
     if (!s) return { leaked: 0 };
     this.sessions.delete(slot);
