@@ -9,7 +9,7 @@
 // and close() clear it, and it is never armed while no job waits.
 import { randomUUID } from 'node:crypto';
 import type { SpoolIo } from '../spool/io.js';
-import { MinHeap } from './heap.js';
+import { MinHeap } from '../util/min-heap.js';
 import { JobJournal } from './journal.js';
 import { QueueClosedError, QueueFullError, type Job, type JobExecutor, type JobKind, type JobLog, type JobOutcome, type JobQueueStats, type JobResult, type JobSpec, type Submitted } from './types.js';
 

@@ -21,6 +21,7 @@ import { errCode, nodeIo, pruneDirs, type SpoolIo } from './io.js';
 import { bumpObjectName, contentTypeFor, parseObjectName, SEALED_DIR } from './names.js';
 import type { SpoolQuota } from './quota.js';
 import { walkFiles } from './recover.js';
+import { MinHeap } from '../util/min-heap.js';
 
 export interface UploaderOptions {
   /** SPOOL_DIR. */
@@ -65,47 +66,14 @@ export interface Entry {
   dueAt: number;
 }
 
-/** Entries waiting for their retry time, earliest first (a binary min-heap; exported for tests). */
-export class DueHeap {
-  private readonly a: Entry[] = [];
-
-  get size(): number {
-    return this.a.length;
+/** Entries waiting for their retry time, earliest first (exported for tests). */
+export class DueHeap extends MinHeap<Entry> {
+  constructor() {
+    super((a, b) => a.dueAt < b.dueAt);
   }
 
-  peek(): Entry | undefined {
-    return this.a[0];
-  }
-
-  push(e: Entry): void {
-    const a = this.a;
-    a.push(e);
-    for (let i = a.length - 1; i > 0; ) {
-      const p = (i - 1) >> 1;
-      if (a[p]!.dueAt <= a[i]!.dueAt) break;
-      [a[p], a[i]] = [a[i]!, a[p]!];
-      i = p;
-    }
-  }
-
-  pop(): Entry {
-    const a = this.a;
-    const top = a[0]!;
-    const last = a.pop()!;
-    if (a.length > 0) {
-      a[0] = last;
-      for (let i = 0; ; ) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && a[l]!.dueAt < a[m]!.dueAt) m = l;
-        if (r < a.length && a[r]!.dueAt < a[m]!.dueAt) m = r;
-        if (m === i) break;
-        [a[m], a[i]] = [a[i]!, a[m]!];
-        i = m;
-      }
-    }
-    return top;
+  override pop(): Entry {
+    return super.pop()!;
   }
 }
 

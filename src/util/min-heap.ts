@@ -1,10 +1,15 @@
-// A binary min-heap: the job queue's waiting jobs ordered by (notBefore, submission order), so
-// picking the next runnable job and the time of the one wake-up timer are O(log n), not a scan.
+// A binary min-heap ordered by `less`: the job queue's waiting jobs (by notBefore, then submission
+// order) and the uploader's retries (by due time), so the next one and the time of the one
+// wake-up timer are O(log n), not a scan.
 
 export class MinHeap<T> {
   private items: T[] = [];
 
   constructor(private readonly less: (a: T, b: T) => boolean) {}
+
+  get size(): number {
+    return this.items.length;
+  }
 
   peek(): T | undefined {
     return this.items[0];
