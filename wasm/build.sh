@@ -27,10 +27,14 @@ as_root() {
   else die "need root to run: $* (run it by hand, then npm run build)"; fi
 }
 
-# 1. Toolchain: clang + wasm-ld (lld), from Debian where missing.
+# 1. Toolchain: clang + wasm-ld (lld), from Debian where missing; and jemalloc, which the
+#    launcher (bin/lc3-pusher) preloads: glibc's malloc fragments under the service's threads
+#    (issue 13). Not a build tool, but this is the step `npm install` runs as root.
 need_pkgs=()
 command -v clang >/dev/null 2>&1 || need_pkgs+=(clang)
 command -v wasm-ld >/dev/null 2>&1 || need_pkgs+=(lld)
+[ -f "/usr/lib/$(uname -m)-linux-gnu/libjemalloc.so.2" ] || { command -v dpkg >/dev/null 2>&1 && dpkg -s libjemalloc2 >/dev/null 2>&1; } \
+  || need_pkgs+=(libjemalloc2)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]} from Debian"
   as_root apt-get update -qq || die "apt-get update failed; fix apt, then: apt-get install -y ${need_pkgs[*]}"
