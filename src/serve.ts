@@ -8,6 +8,7 @@ import { loadConfig, type Config } from './config.js';
 import { HTTP_CONNECTIONS_PER_ORIGIN } from './http/client.js';
 import { IngestServer } from './server/server.js';
 import { JobService } from './jobs/job-service.js';
+import { addBuildInfo } from './server/metrics-build.js';
 import { addOutboundMetrics } from './server/metrics-outbound.js';
 import { createSettingsProvider } from './settings/index.js';
 import { parseFaults } from './shard/shard-core.js';
@@ -102,10 +103,12 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
   });
   addSpoolMetrics(server, quota, uploader.api);
   addOutboundMetrics(server.metrics, { mainHttp: () => jobs.http.stats(), jobs: () => jobs.stats(), settings: () => settings.stats() });
+  // pusher_build_info; its allocator (jemalloc unless LC3_PUSHER_ALLOCATOR=system) goes in the log line too.
+  const { allocator } = addBuildInfo(server.metrics.registry);
   const port = await server.listen();
   // libuv's thread pool carries every fsync (bin/lc3-pusher.cjs sizes it from SHARDS; default 4).
   const threadpool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-  log('listening', { port, shards: config.SHARDS, slots: config.SLOTS_PER_SHARD, store: config.STORE, spool: config.SPOOL_DIR, threadpool });
+  log('listening', { port, shards: config.SHARDS, slots: config.SLOTS_PER_SHARD, store: config.STORE, spool: config.SPOOL_DIR, threadpool, allocator });
   return {
     server,
     port,

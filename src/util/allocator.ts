@@ -1,6 +1,8 @@
 // Which malloc this process runs on, read from what the kernel mapped rather than from what the
 // launcher meant to do: a missing library or a stripped LD_PRELOAD must show as "system".
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { machine } from 'node:os';
 
 export type Allocator = 'jemalloc' | 'system';
 
@@ -17,4 +19,27 @@ export function allocatorInUse(): Allocator {
   }
   cached = /\/libjemalloc\.so/.test(maps) ? 'jemalloc' : 'system';
   return cached;
+}
+
+/**
+ * Where bin/lc3-pusher finds libjemalloc.so.2 — the same search (LC3_PUSHER_JEMALLOC, Debian's
+ * multiarch path, the loader's cache) for tools that start the service without the launcher
+ * (the chaos harness sets LD_PRELOAD itself). test/launcher-allocator.test.ts keeps both in step.
+ */
+export function jemallocPath(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.LC3_PUSHER_JEMALLOC) return existsSync(env.LC3_PUSHER_JEMALLOC) ? env.LC3_PUSHER_JEMALLOC : undefined;
+  const triplet = `/usr/lib/${machine()}-linux-gnu/libjemalloc.so.2`;
+  if (existsSync(triplet)) return triplet;
+  /* c8 ignore start */ // Debian has it at the multiarch path; other layouts only
+  for (const ldconfig of ['ldconfig', '/sbin/ldconfig', '/usr/sbin/ldconfig']) {
+    try {
+      const out = execFileSync(ldconfig, ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      const lib = /^\s*libjemalloc\.so\.2 .*=> (.+)$/m.exec(out)?.[1];
+      if (lib && existsSync(lib)) return lib;
+    } catch {
+      // not there: the next one
+    }
+  }
+  return undefined;
+  /* c8 ignore stop */
 }
