@@ -13,6 +13,7 @@ import type { WebSocket } from 'ws';
 import { Code, PART } from '../shard/ring.js';
 import type { ShardHandle } from '../shard/supervisor.js';
 import { CONVERSATION_RE, type SessionInit } from '../session/protocol.js';
+import { plausibleTimestamp, SessionRate, type LimitSettings } from './limits.js';
 
 export interface ConnectionHooks {
   reject(reason: string): void;
@@ -27,6 +28,8 @@ export interface ConnectionHooks {
   waitSpool(c: Connection): void;
   /** The server's idle-sweep counter (stamped per message; cheaper than reading the clock). */
   now(): number;
+  /** A 101's timestamp was not within MAX_CLOCK_SKEW_S and was replaced by the arrival time. */
+  timestampReplaced?(): void;
 }
 
 export interface ConnectionLimits {
@@ -38,6 +41,8 @@ export interface ConnectionLimits {
   maxJsonBytes: number;
   /** SEND_BUFFER_BYTES: replies a client leaves unread past this close it with 1008. */
   sendBufferBytes: number;
+  /** Per-connection rates and the clock-skew bound (src/server/limits.ts); unset: none. */
+  rate?: Pick<LimitSettings, 'MAX_MESSAGES_PER_S' | 'MAX_AUDIO_S_PER_S' | 'MAX_MESSAGE_BYTES' | 'MAX_CLOCK_SKEW_S'>;
 }
 
 /** A message (or what is left of it) waiting to be written into the ring. */
@@ -80,6 +85,11 @@ export class Connection {
   /** Bytes of one audio sample (PCM16) or frame (LC3): pieces of audio are whole units. */
   private readonly unit: number;
   private readonly bytesPerSecond: number;
+  private readonly rate: SessionRate | undefined;
+  /** Closed for exceeding a rate: what it still sends is not accepted. */
+  private limited = false;
+  /** Date.now() of the message being handled (read once per message). */
+  private nowMs = 0;
 
   constructor(ws: WebSocket, shard: ShardHandle, slot: number, init: SessionInit, hooks: ConnectionHooks, limits: ConnectionLimits) {
     this.ws = ws;
@@ -92,6 +102,7 @@ export class Connection {
     this.unit = init.codec === 'lc3' ? init.frameBytes : 2;
     this.bytesPerSecond = init.codec === 'lc3' ? (init.frameBytes * 1e6) / init.frameUs : init.sampleRate * 2;
     this.lastSeen = hooks.now();
+    this.rate = limits.rate ? new SessionRate(limits.rate, this.bytesPerSecond, Date.now()) : undefined;
     // The session parameters are the slot's first record. Usually small, but a uid with many
     // webhook and app URLs can exceed a record: then they go as PART records like large JSON.
     const open = Buffer.from(JSON.stringify(init));
@@ -139,8 +150,10 @@ export class Connection {
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
-    if (this.ended) return;
+    if (this.ended || this.limited) return;
     this.lastSeen = this.hooks.now();
+    this.nowMs = Date.now();
+    if (this.rate && !this.rate.message(this.nowMs)) return this.overRate('message');
     if (this.init.endpoint === 'device') this.onDevice(data, isBinary);
     else this.onPusher(data, isBinary);
   }
@@ -156,6 +169,12 @@ export class Connection {
         const audio = data.length - 12;
         if (audio < 0) return this.fail(1003, 'audio (101) needs an 8-byte timestamp', 'malformed');
         if (!this.wholeFrames(audio)) return;
+        if (this.rate && !this.rate.audioBytes(audio, this.nowMs)) return this.overRate('audio');
+        // The timestamp names the stored chunk: a client clock in 1970 or 2100 must not.
+        if (this.limits.rate && !plausibleTimestamp(data.readDoubleLE(4), this.nowMs, this.limits.rate.MAX_CLOCK_SKEW_S)) {
+          data.writeDoubleLE(this.nowMs / 1000, 4);
+          this.hooks.timestampReplaced?.();
+        }
         this.hooks.audioBytes(audio);
         // One record while the ring has room for it (the cheapest), else pieces as the ring drains.
         if (data.length - 4 <= this.limits.record && this.writeWhole(header, data, 4, data.length)) return;
@@ -170,6 +189,16 @@ export class Connection {
       default:
         return this.fail(1003, `unknown header ${header}`, 'unknown_header');
     }
+  }
+
+  /** Over MAX_MESSAGES_PER_S or MAX_AUDIO_S_PER_S: 1008, nothing more accepted, destroyed shortly after. */
+  private overRate(what: 'message' | 'audio'): void {
+    const r = this.limits.rate!;
+    this.limited = true;
+    if (what === 'message') this.fail(1008, `more than MAX_MESSAGES_PER_S (${r.MAX_MESSAGES_PER_S}) messages per second`, 'message_rate');
+    else this.fail(1008, `more than MAX_AUDIO_S_PER_S (${r.MAX_AUDIO_S_PER_S}) seconds of audio per second`, 'audio_rate');
+    const ws = this.ws;
+    setTimeout(() => ws.terminate(), NOT_READING_KILL_MS).unref();
   }
 
   private jsonFits(bytes: number, header: number | string): boolean {
@@ -198,6 +227,7 @@ export class Connection {
     }
     if (data.length <= 2) return; // keep-alive
     if (!this.wholeFrames(data.length)) return;
+    if (this.rate && !this.rate.audioBytes(data.length, this.nowMs)) return this.overRate('audio');
     this.hooks.audioBytes(data.length);
     this.push(Code.FRAMES, data, 0, data.length, this.audioStep(this.limits.piece), false);
   }

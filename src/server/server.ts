@@ -1,6 +1,6 @@
 // The HTTP + WebSocket front of the service (main thread): handshakes, sessions, shard events,
 // /metrics /healthz /readyz /debug/profile, idle sweeps and the SIGTERM drain.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Config } from '../config.js';
@@ -14,6 +14,7 @@ import { collectGarbage, cpuProfile, type GcResult } from '../util/profile.js';
 import { authenticate, bearer, HttpError } from './auth.js';
 import { Connection, type ConnectionLimits } from './connection.js';
 import { parseHandshake } from './handshake.js';
+import { Admission, answerClientError, httpServerLimits, TCP_SLACK, timestampsReplacedCounter } from './limits.js';
 import { Metrics } from './metrics.js';
 
 export interface ServerOptions {
@@ -79,6 +80,9 @@ export class IngestServer {
   private readonly opts: ServerOptions;
   private readonly cfg: Config;
   private readonly limits: ConnectionLimits;
+  /** MAX_CONNECTIONS and MAX_SESSIONS_PER_UID, checked before the upgrade (src/server/limits.ts). */
+  readonly admission: Admission;
+  private readonly timestampsReplaced: ReturnType<typeof timestampsReplacedCounter>;
   private nextId = 1;
   /** Sweep counter; connections stamp it on every message (cheaper than reading the clock). */
   private tick = 0;
@@ -113,8 +117,15 @@ export class IngestServer {
     );
     // A message may be far larger than a ring (it is written in pieces): MAX_MESSAGE_BYTES bounds it.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: cfg.MAX_MESSAGE_BYTES, perMessageDeflate: false });
-    this.limits = { piece: pieceBytes(cfg.RING_BYTES), record: maxRecordPayload(cfg.RING_BYTES), maxJsonBytes: cfg.MAX_JSON_BYTES, sendBufferBytes: cfg.SEND_BUFFER_BYTES };
-    this.http = createServer((req, res) => void this.onRequest(req, res));
+    this.limits = { piece: pieceBytes(cfg.RING_BYTES), record: maxRecordPayload(cfg.RING_BYTES), maxJsonBytes: cfg.MAX_JSON_BYTES, sendBufferBytes: cfg.SEND_BUFFER_BYTES, rate: cfg };
+    this.admission = new Admission(cfg, () => this.connections.size);
+    this.timestampsReplaced = timestampsReplacedCounter(this.metrics.registry);
+    this.http = createServer(httpServerLimits(cfg.HANDSHAKE_TIMEOUT_MS, cfg.MAX_HEADER_BYTES), (req, res) => void this.onRequest(req, res));
+    // Slow, oversized or malformed requests Node refused before they reached us: counted, answered.
+    this.http.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(err, socket, (reason) => this.metrics.rejected.inc({ reason })));
+    // Past this many TCP connections Node closes new ones at accept, before they cost a parser.
+    this.http.maxConnections = cfg.MAX_CONNECTIONS + TCP_SLACK;
+    this.http.on('drop', () => this.metrics.rejected.inc({ reason: 'connection_limit' }));
     this.http.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
   }
 
@@ -219,7 +230,7 @@ export class IngestServer {
   private rejectHandshake(socket: Duplex, e: HttpError): void {
     this.metrics.rejected.inc({ reason: e.reason });
     const body = JSON.stringify({ error: e.message });
-    const text = e.status === 401 ? 'Unauthorized' : e.status === 403 ? 'Forbidden' : e.status === 404 ? 'Not Found' : e.status === 503 ? 'Service Unavailable' : 'Bad Request';
+    const text = STATUS_CODES[e.status] ?? 'Bad Request';
     socket.end(`HTTP/1.1 ${e.status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   }
 
@@ -227,18 +238,42 @@ export class IngestServer {
     socket.on('error', () => socket.destroy());
     const url = new URL(req.url ?? '/', 'http://x');
     const endpoint = ENDPOINTS[url.pathname];
+    let entered = false;
+    /** The uid claimed against MAX_SESSIONS_PER_UID, until the connection owns the claim. */
+    let claimed: string | undefined;
+    // Our own, async part of the handshake (auth, settings) has the deadline Node's part has.
+    const deadline = setTimeout(() => {
+      this.metrics.rejected.inc({ reason: 'handshake_timeout' });
+      socket.destroy();
+    }, this.cfg.HANDSHAKE_TIMEOUT_MS);
     try {
       if (!endpoint) throw new HttpError(404, 'not_found', `no WebSocket endpoint at ${url.pathname}`);
       if (this.draining) throw new HttpError(503, 'draining', 'server is draining');
+      this.admission.enter();
+      entered = true;
       const tokenUid = await authenticate(this.cfg, bearer(req.headers.authorization, url.searchParams));
       const parsed = parseHandshake(endpoint, url.searchParams, tokenUid, this.nextId++);
+      this.admission.claimUid(parsed.uid);
+      claimed = parsed.uid;
       const settings = this.opts.settings ? await this.opts.settings.get(parsed.uid) : undefined;
+      if (socket.destroyed) return;
       const init: SessionInit = { ...parsed, sync: settings?.private_cloud_sync ?? false, consumers: consumersOf(settings) };
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, init));
+      let upgraded = false;
+      // ws completes (or refuses) the upgrade synchronously: no callback means it answered 400.
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        upgraded = true;
+        claimed = undefined; // accept() and the connection release it
+        this.accept(ws, init);
+      });
+      if (!upgraded) this.metrics.rejected.inc({ reason: 'bad_upgrade' });
     } catch (err) {
       /* c8 ignore next */
       if (!(err instanceof HttpError)) throw err;
       this.rejectHandshake(socket, err);
+    } finally {
+      clearTimeout(deadline);
+      if (entered) this.admission.leave();
+      if (claimed !== undefined) this.admission.releaseUid(claimed);
     }
   }
 
@@ -246,11 +281,13 @@ export class IngestServer {
     const shard = this.supervisor.pick(init.uid);
     if (this.draining) {
       this.metrics.rejected.inc({ reason: 'draining' });
+      this.admission.releaseUid(init.uid);
       return ws.close(1001, 'server is draining');
     }
     const slot = shard.up ? shard.lease() : -1;
     if (slot < 0) {
       this.metrics.rejected.inc({ reason: 'overloaded' });
+      this.admission.releaseUid(init.uid);
       return ws.close(1013, shard.up ? 'server overloaded: no ring slot free, try again later' : 'shard restarting, try again later');
     }
     const conn = new Connection(ws, shard, slot, init, {
@@ -265,10 +302,11 @@ export class IngestServer {
         this.metrics.socketsPaused.set(this.pausedCount);
       },
       closed: (c) => {
-        this.connections.delete(c);
+        if (this.connections.delete(c)) this.admission.releaseUid(c.init.uid);
         if (this.bySlot[c.shard.index]![c.slot] === c) this.bySlot[c.shard.index]![c.slot] = undefined;
       },
       now: () => this.tick,
+      timestampReplaced: () => this.timestampsReplaced.inc(),
       spoolFull: () => this.opts.spoolFull?.() === true,
       waitSpool: (c) => this.waitSpool(c),
     }, this.limits);
