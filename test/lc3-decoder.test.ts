@@ -115,6 +115,82 @@ t.test('decode variants agree: decode, decodeFrom, decodeInto', async (t) => {
   t.throws(() => from.decodeFrom(packed, -1, 40), { name: 'RangeError' });
 });
 
+t.test('decodeFrames: a whole record in one call, bit-identical to decoding frame by frame', async (t) => {
+  const mod = new Lc3Module();
+  // Every configuration the service takes, 7.5 and 10 ms, small and large frames.
+  for (const cfg of [CFG, { frameUs: 7500, sampleRate: 48000, frameBytes: 120 }, { frameUs: 10000, sampleRate: 8000, frameBytes: MAX_FRAME_BYTES }, { frameUs: 7500, sampleRate: 24000, frameBytes: MIN_FRAME_BYTES }]) {
+    const fs = encodeFrames(cfg, 40);
+    const want = decodeAll(fs, new Lc3Module(), cfg);
+    const packed = new Uint8Array(5 + fs.length * cfg.frameBytes);
+    fs.forEach((f, i) => packed.set(f, 5 + i * cfg.frameBytes));
+    const dec = new Lc3Decoder(cfg, mod);
+    // Records of 1, 3 and 36 frames, at an odd offset: together the 40 frames, in order.
+    const got: Int16Array[] = [];
+    let at = 0;
+    for (const n of [1, 3, 36]) {
+      const pcm = dec.decodeFrames(packed, 5 + at * cfg.frameBytes, cfg.frameBytes, n);
+      t.equal(pcm.length, n * dec.frameSamples, `${n} frames of PCM back to back`);
+      for (let i = 0; i < n; i++) got.push(pcm.slice(i * dec.frameSamples, (i + 1) * dec.frameSamples));
+      at += n;
+    }
+    t.same(got, want, `${cfg.frameUs} µs ${cfg.sampleRate} Hz ${cfg.frameBytes} B: same samples as decode()`);
+    t.same(dec.stats, { frames: 40, plc: 0, errors: 0 });
+    dec.close();
+  }
+  // Corrupt frames inside a batch are concealed and counted, as decode() counts them.
+  const dec = new Lc3Decoder(CFG, mod);
+  const ref = new Lc3Decoder(CFG, mod);
+  const rec = new Uint8Array(4 * CFG.frameBytes);
+  rec.set(frames[0]!, 0);
+  rec.fill(0xff, CFG.frameBytes, 2 * CFG.frameBytes);
+  rec.set(frames[2]!, 2 * CFG.frameBytes);
+  rec.fill(0xff, 3 * CFG.frameBytes);
+  const batch = dec.decodeFrames(rec, 0, CFG.frameBytes, 4).slice();
+  const one = [0, 1, 2, 3].map((i) => ref.decodeFrom(rec, i * CFG.frameBytes, CFG.frameBytes).slice());
+  t.same(batch, Int16Array.from(one.flatMap((x) => [...x])), 'corrupt frames concealed exactly as one by one');
+  t.same(dec.stats, ref.stats, 'and counted the same');
+  t.same(dec.stats, { frames: 4, plc: 2, errors: 2 });
+  // The same-sized record reuses its view (no allocation per one-frame record); a bigger one does not.
+  const v1 = dec.decodeFrames(frames[0]!, 0, CFG.frameBytes, 1);
+  t.equal(dec.decodeFrames(frames[1]!, 0, CFG.frameBytes, 1), v1, 'one view for every one-frame record');
+  t.equal(dec.decodeFrames(new Uint8Array(0), 0, CFG.frameBytes, 0).length, 0, 'an empty record decodes nothing');
+  // Bad calls name the problem.
+  t.throws(() => dec.decodeFrames(rec, 1, CFG.frameBytes, 4), { name: 'RangeError', message: /4 frames of 40 bytes at 1 are outside their buffer of 160 bytes/ });
+  t.throws(() => dec.decodeFrames(rec, 0, CFG.frameBytes, -1), { name: 'RangeError' });
+  t.throws(() => dec.decodeFrames(rec, 0, 10, 1), { name: 'Lc3Error', message: /frame size 10 bytes out of range/ });
+  dec.close();
+  ref.close();
+  t.throws(() => dec.decodeFrames(rec, 0, CFG.frameBytes, 1), { name: 'Lc3Error', message: /closed/ });
+});
+
+t.test('decodeFrames scratch grows with the record and survives memory.grow', async (t) => {
+  const mod = new Lc3Module();
+  const dec = new Lc3Decoder(CFG, mod);
+  const ref = new Lc3Decoder(CFG, new Lc3Module());
+  const big = new Uint8Array(400 * CFG.frameBytes);
+  for (let i = 0; i < 400; i++) big.set(frames[i % frames.length]!, i * CFG.frameBytes);
+  const before = mod.memoryBytes;
+  const pcm = dec.decodeFrames(big, 0, CFG.frameBytes, 400);
+  t.ok(mod.memoryBytes > before, `a 400-frame record grew the memory (${before} → ${mod.memoryBytes} bytes)`);
+  t.equal(pcm.length, 400 * 160);
+  const want = Array.from({ length: 400 }, (_, i) => [...ref.decodeFrom(big, i * CFG.frameBytes, CFG.frameBytes)]).flat();
+  t.same(pcm, Int16Array.from(want), 'every frame right after the growth');
+  const settled = mod.memoryBytes;
+  dec.decodeFrames(big, 0, CFG.frameBytes, 400);
+  dec.decodeFrames(big, 0, CFG.frameBytes, 3);
+  t.equal(mod.memoryBytes, settled, 'no growth for records that fit the scratch');
+  // A stale build without the batch export says how to fix it.
+  // (The instance's exports are frozen: the module gets a copy without the export.)
+  const old = new Lc3Module();
+  const stale = new Lc3Decoder(CFG, old);
+  (old as unknown as { exports: object }).exports = { ...old.exports, lc3_decode_frames: undefined };
+  t.throws(() => stale.decodeFrames(big, 0, CFG.frameBytes, 1), { name: 'Lc3Error', message: /npm run build:wasm/ });
+  t.equal(stale.decode(frames[0]!).length, 160, 'decode() still works there');
+  stale.close();
+  dec.close();
+  ref.close();
+});
+
 t.test('packet-loss concealment and corrupt frames', async (t) => {
   const mod = new Lc3Module();
   const dec = new Lc3Decoder(CFG, mod);

@@ -5,7 +5,7 @@ import { wavToLc3 } from '../src/codec/transcode.js';
 import { parseLc3File } from '../src/formats/lc3file.js';
 import { encodeWav } from '../src/formats/wav.js';
 import type { SessionInit, ShardEvent } from '../src/session/protocol.js';
-import type { SessionSink } from '../src/session/session.js';
+import type { PcmTap, SessionSink } from '../src/session/session.js';
 import { HttpClient } from '../src/http/client.js';
 import { scopeCounters } from '../src/session/task-scope.js';
 import { Arena, Code, PART, RingProducer } from '../src/shard/ring.js';
@@ -24,7 +24,7 @@ function init(over: Partial<SessionInit> = {}): SessionInit {
   return { id: 1, uid: 'u1', endpoint: 'device', ack: false, conversationId: null, sync: false, consumers: null, codec: 'lc3', sampleRate: 16000, frameUs: 10000, frameBytes: 30, ...over };
 }
 
-function rig(opts: { http?: HttpClient; sink?: SessionSink; faultsAllowed?: boolean } = {}) {
+function rig(opts: { http?: HttpClient; sink?: SessionSink; faultsAllowed?: boolean; pcmTap?: PcmTap } = {}) {
   const arena = new Arena({ slots: 8, ringBytes: 4096 });
   const p = new RingProducer(arena);
   const events: ShardEvent[] = [];
@@ -37,6 +37,7 @@ function rig(opts: { http?: HttpClient; sink?: SessionSink; faultsAllowed?: bool
     lc3: mod,
     ...(opts.sink ? { sinkFor: () => opts.sink } : {}),
     ...(opts.http ? { http: opts.http } : {}),
+    ...(opts.pcmTap ? { pcmTap: opts.pcmTap } : {}),
     faultsAllowed: opts.faultsAllowed ?? false,
   });
   const write = (slot: number, code: number, payload: Uint8Array | string) => {
@@ -54,8 +55,9 @@ function audio101(ts: number, bytes: Uint8Array): Buffer {
   return b;
 }
 
-t.test('device and pusher audio are decoded and handed to the sink as received', async (t) => {
+t.test('with a PCM listener, device and pusher audio are decoded and handed to the sink as received', async (t) => {
   const got: { len: number; frames: number; first: number }[] = [];
+  const tapped: number[] = [];
   const convs: string[] = [];
   let sinkClosed = 0;
   const sink: SessionSink = {
@@ -63,7 +65,7 @@ t.test('device and pusher audio are decoded and handed to the sink as received',
     conversation: (id) => convs.push(id),
     close: async () => void sinkClosed++,
   };
-  const r = rig({ sink });
+  const r = rig({ sink, pcmTap: (_s, pcm) => tapped.push(pcm.length) });
   r.open(0, init());
   for (const f of frames.slice(0, 10)) r.write(0, Code.FRAMES, f);
   r.open(1, init({ id: 2, endpoint: 'pusher' }));
@@ -81,6 +83,9 @@ t.test('device and pusher audio are decoded and handed to the sink as received',
   t.equal(s.sessions, 3);
   t.equal(s.decoders, 2);
   t.equal(s.framesDecoded, 10 + 6 + 1);
+  t.equal(s.framesReceived, 10 + 6 + 1);
+  t.equal(s.framesStored, 10 + 6 + 1, 'every LC3 frame handed to the sink');
+  t.same(tapped, [...Array(11).fill(160), 4 * 160, 2 * 160], 'one tap per record, the PCM of all its frames (none for the PCM16 session)');
   t.equal(s.decodeErrors, 1);
   t.equal(s.plcFrames, 1);
   t.equal(s.audioBytes, 11 * 30 + 6 * 30 + 320);
@@ -127,7 +132,7 @@ t.test('protocol errors close only the offending session, with a code and reason
     t.equal(e.code, code);
     t.match(e.reason, re);
   });
-  t.equal(r.core.stats().framesDecoded, 0, 'nothing processed after a protocol error');
+  t.equal(r.core.stats().framesReceived, 0, 'nothing processed after a protocol error');
   // A session whose init cannot be set up (no such LC3 rate) is refused with 1011.
   const r2 = rig();
   r2.open(0, init({ sampleRate: 44100 }));
@@ -195,15 +200,16 @@ t.test('session parameters larger than one record arrive as OPEN parts and are j
   r.write(0, Code.FRAMES, frames[0]!);
   r.core.drain();
   t.equal(r.core.stats().sessions, 1);
-  t.equal(r.core.stats().framesDecoded, 1, 'the session opened with its parameters and decodes');
+  t.equal(r.core.stats().framesReceived, 1, 'the session opened with its parameters and takes audio');
   await r.core.close(0);
 });
 
 t.test('positive control: leak_on_close leaves tasks and decoders alive (only when allowed)', async (t) => {
-  // A session with a transcript webhook runs a 1 s batching timer in its scope.
+  // A session with a transcript webhook runs a 1 s batching timer in its scope; its audio app
+  // makes it decode (a decoder exists from its first frame).
   const http = new HttpClient({ allowPrivate: true });
   t.teardown(() => http.close());
-  const consumers = { transcriptWebhook: 'http://127.0.0.1:9/t', transcriptApps: [], audioBytesWebhook: null, audioApps: [] };
+  const consumers = { transcriptWebhook: 'http://127.0.0.1:9/t', transcriptApps: [], audioBytesWebhook: null, audioApps: ['http://127.0.0.1:9/a'] };
   const denied = rig({ http });
   t.notOk(denied.core.setFaults({ leakOnClose: true }), 'faults refused unless allowed');
   const clean = rig({ http });
@@ -219,7 +225,9 @@ t.test('positive control: leak_on_close leaves tasks and decoders alive (only wh
   t.ok(r.core.setFaults({ leakOnClose: true }));
   r.open(0, init({ endpoint: 'pusher', consumers }));
   r.write(0, Code.TRANSCRIPT, tr);
+  r.write(0, Code.FRAMES, frames[0]!);
   r.core.drain();
+  t.equal(r.core.stats().decoders, 1, 'the audio app made the session decode');
   await r.core.close(0);
   t.equal(r.core.stats().sessions, 0);
   t.ok(scopeCounters.tasks + scopeCounters.timers > base, 'the task outlived its session');
@@ -248,13 +256,13 @@ t.test('the drain loop wakes on the doorbell and stops cleanly', async (t) => {
   r.write(0, Code.FRAMES, frames[0]!);
   r.p.ring();
   const deadline = Date.now() + 5000;
-  while (r.core.stats().framesDecoded < 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
-  t.equal(r.core.stats().framesDecoded, 1);
+  while (r.core.stats().framesReceived < 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+  t.equal(r.core.stats().framesReceived, 1, 'the first frame was drained');
   r.core.setFaults({ drainDelayMs: 0 });
   r.write(0, Code.FRAMES, frames[1]!);
   r.p.ring();
-  while (r.core.stats().framesDecoded < 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
-  t.equal(r.core.stats().framesDecoded, 2);
+  while (r.core.stats().framesReceived < 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+  t.equal(r.core.stats().framesReceived, 2, 'the second frame was drained');
   await r.core.stop();
   t.equal(r.core.stats().sessions, 0);
 });

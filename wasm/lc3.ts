@@ -31,6 +31,8 @@ interface Lc3Exports {
   lc3_decoder_size(dtUs: number, srHz: number): number;
   lc3_setup_decoder(dtUs: number, srHz: number, srPcmHz: number, mem: number): number;
   lc3_decode(dec: number, input: number, nbytes: number, fmt: number, pcm: number, stride: number): number;
+  /** wasm/glue.c: `nframes` frames back to back, PCM back to back; frames concealed, or -1. */
+  lc3_decode_frames(dec: number, input: number, nbytes: number, nframes: number, pcm: number, frameSamples: number): number;
   lc3_encoder_size(dtUs: number, srHz: number): number;
   lc3_setup_encoder(dtUs: number, srHz: number, srPcmHz: number, mem: number): number;
   lc3_encode(enc: number, fmt: number, pcm: number, stride: number, nbytes: number, out: number): number;
@@ -92,6 +94,11 @@ export class Lc3Module {
   private i16: Int16Array;
   /** Live states (decoders + encoders) — for leak checks. */
   live = 0;
+  /** Batch scratch (decodeFrames): frames in, PCM out; grown on demand, never shrunk. */
+  private batchIn = 0;
+  private batchInBytes = 0;
+  private batchPcm = 0;
+  private batchPcmBytes = 0;
 
   constructor(bytes: Uint8Array = readFileSync(wasmPath())) {
     const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
@@ -147,6 +154,25 @@ export class Lc3Module {
     list.push(ptr);
   }
 
+  /**
+   * Scratch for one batch: `inBytes` of frames and `pcmBytes` of PCM. Grows to the next power of
+   * two (a record is bounded by the ring, so this settles after the first large record); the
+   * old block goes back to the free list. May grow the memory: take views after calling this.
+   */
+  batchScratch(inBytes: number, pcmBytes: number): { input: number; pcm: number } {
+    if (inBytes > this.batchInBytes) {
+      if (this.batchInBytes > 0) this.release(this.batchIn);
+      this.batchInBytes = pow2(inBytes);
+      this.batchIn = this.alloc(this.batchInBytes);
+    }
+    if (pcmBytes > this.batchPcmBytes) {
+      if (this.batchPcmBytes > 0) this.release(this.batchPcm);
+      this.batchPcmBytes = pow2(pcmBytes);
+      this.batchPcm = this.alloc(this.batchPcmBytes);
+    }
+    return { input: this.batchIn, pcm: this.batchPcm };
+  }
+
   frameSamples(p: Lc3Params): number {
     checkParams(p);
     return this.exports.lc3_frame_samples(p.frameUs, p.sampleRate);
@@ -163,6 +189,10 @@ let perThread: Lc3Module | undefined;
 /** The module instance of this thread (synchronous: wasm is small and compiled once). */
 export function loadLc3(): Lc3Module {
   return (perThread ??= new Lc3Module());
+}
+
+function pow2(n: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(ALIGN, n)));
 }
 
 function align(n: number): number {
@@ -187,6 +217,7 @@ export class Lc3Decoder implements Lc3Params {
   private readonly mem: number;
   private readonly mod: Lc3Module;
   private pcmView: Int16Array;
+  private batchView: Int16Array | undefined;
 
   constructor(p: Lc3Params, mod: Lc3Module = loadLc3()) {
     checkParams(p);
@@ -243,6 +274,42 @@ export class Lc3Decoder implements Lc3Params {
       throw new RangeError(`frame [${offset}, ${offset + length}) is outside its buffer of ${src.length} bytes`);
     }
     return this.decode(src.subarray(offset, offset + length));
+  }
+
+  /**
+   * Decodes `count` frames of `frameBytes` each, back to back at `src[offset ..]` (a ring
+   * record): one TypedArray.set into wasm memory, one call into wasm (wasm/glue.c
+   * lc3_decode_frames), the PCM of every frame back to back as one view — the same samples, bit
+   * for bit, as `count` calls of decode(). Corrupt frames are concealed and counted as in
+   * decode(). The view lives in this thread's batch scratch, valid until the next decodeFrames on
+   * any decoder of the module: copy it to keep it.
+   */
+  decodeFrames(src: Uint8Array, offset: number, frameBytes: number, count: number): Int16Array {
+    const mod = this.mod;
+    if (this.state === 0) throw new Lc3Error('decoder is closed');
+    if (typeof mod.exports.lc3_decode_frames !== 'function') {
+      throw new Lc3Error('wasm/lc3.wasm has no lc3_decode_frames (built before wasm/glue.c had it): run `npm run build:wasm`');
+    }
+    checkFrameBytes(frameBytes);
+    const bytes = frameBytes * count;
+    if (!(Number.isInteger(count) && count >= 0 && Number.isInteger(offset) && offset >= 0 && offset + bytes <= src.length)) {
+      throw new RangeError(`${count} frames of ${frameBytes} bytes at ${offset} are outside their buffer of ${src.length} bytes`);
+    }
+    const samples = count * this.frameSamples;
+    const at = mod.batchScratch(bytes, samples * 2);
+    mod.heapU8().set(src.subarray(offset, offset + bytes), at.input);
+    const plc = mod.exports.lc3_decode_frames(this.state, at.input, frameBytes, count, at.pcm, this.frameSamples);
+    /* c8 ignore next */
+    if (plc < 0) throw new Lc3Error('lc3_decode rejected its parameters');
+    this.stats.frames += count;
+    this.stats.plc += plc;
+    this.stats.errors += plc;
+    // Reuse the last view when it still fits (same size, same place, memory not grown): a
+    // device's records are all one frame, and a view per record would be an allocation per frame.
+    const base = at.pcm >> 1;
+    const v = this.batchView;
+    if (v !== undefined && v.length === samples && v.byteOffset === at.pcm && v.byteLength !== 0) return v;
+    return (this.batchView = mod.heapI16().subarray(base, base + samples));
   }
 
   /** Decodes into a caller-owned buffer at `offset` (samples). */

@@ -19,6 +19,8 @@ export class Metrics {
   readonly slotsLeased: Gauge<'shard'>;
   readonly shardHeap: Gauge<'shard'>;
   readonly latencyP99: Gauge<'shard'>;
+  readonly framesReceived: Counter<'shard'>;
+  readonly framesStored: Counter<'shard'>;
   readonly framesDecoded: Counter<'shard'>;
   readonly decodeErrors: Counter<'shard'>;
   readonly plcFrames: Counter<'shard'>;
@@ -57,7 +59,7 @@ export class Metrics {
     this.ringBytesUsed = g('pusher_ring_bytes_used', 'Bytes in session rings not yet drained by the shard');
     this.sessionsActive = g('pusher_sessions_active', 'Open sessions');
     this.tasksActive = g('pusher_session_tasks_active', 'Live session tasks and timers');
-    this.decodersActive = g('pusher_decoders_active', 'Live LC3 decoder states');
+    this.decodersActive = g('pusher_decoders_active', 'Live LC3 decoder states (sessions with a PCM consumer only)');
     this.slotsLeased = g('pusher_slots_leased', 'Ring slots leased to sessions');
     this.shardHeap = g('pusher_shard_heap_bytes', 'V8 heap used by each shard thread');
     this.latencyP99 = g('pusher_decode_latency_p99_seconds', 'p99 of arrival→decoded latency since start (power-of-two buckets)');
@@ -76,7 +78,9 @@ export class Metrics {
       this.counterKeys.set(ctr, name);
       return ctr;
     };
-    this.framesDecoded = c('pusher_frames_decoded_total', 'LC3 frames decoded');
+    this.framesReceived = c('pusher_frames_received_total', 'LC3 frames that reached a shard');
+    this.framesStored = c('pusher_frames_stored_total', 'LC3 frames handed to the durable spool (as sent, not decoded)');
+    this.framesDecoded = c('pusher_frames_decoded_total', 'LC3 frames decoded (only for sessions with a PCM consumer)');
     this.decodeErrors = c('pusher_decode_errors_total', 'Corrupt LC3 frames (concealed)');
     this.plcFrames = c('pusher_plc_frames_total', 'Frames synthesised by packet-loss concealment');
     this.leakedTasks = c('pusher_session_tasks_leaked_total', 'Session tasks that ignored abort past the close grace');
@@ -129,6 +133,8 @@ export class Metrics {
       this.decodersActive.set({ shard }, s.decoders);
       this.shardHeap.set({ shard }, s.heapUsed);
       this.latencyP99.set({ shard }, p99(s.latency) / 1000);
+      setCounter(this.framesReceived, shard, s.framesReceived);
+      setCounter(this.framesStored, shard, s.framesStored);
       setCounter(this.framesDecoded, shard, s.framesDecoded);
       setCounter(this.decodeErrors, shard, s.decodeErrors);
       setCounter(this.plcFrames, shard, s.plcFrames);

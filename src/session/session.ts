@@ -1,8 +1,15 @@
-// One session inside a shard: decodes its audio, feeds its sinks and consumers (webhooks, apps),
+// One session inside a shard: stores its audio, decodes it for its PCM consumers (webhooks, apps),
 // indexes its transcripts, turns 104/105 into jobs, owns its tasks (TaskScope). Records arrive in
 // order from the session's ring slot; payloads are views into shared memory valid only during the
 // call.
-import { Lc3Decoder, type Lc3Module } from '../../wasm/lc3.js';
+//
+// LC3 is decoded only while someone listens to PCM (the audio-bytes webhook, audio apps, the
+// tests' PCM tap): the durable path stores the frames as sent, and speaker samples decode stored
+// chunks later, so a storage-only session checks frame sizes and hands the frames on — no decoder
+// state at all. The decoder is created at the first audio record that has a listener (and freed
+// when none is left); a decoder started mid-stream is in the state of a fresh session's, its first
+// frame overlapping silence, which is what packet-loss concealment produces for a lost frame.
+import { checkFrameBytes, checkParams, Lc3Decoder, type Lc3Module } from '../../wasm/lc3.js';
 import type { HttpClient } from '../http/client.js';
 import { SessionConsumers, type QueueCounters } from '../consumers/session-consumers.js';
 import { UNNAMED_CONVERSATION } from '../spool/names.js';
@@ -32,6 +39,11 @@ export interface SessionSink {
 export type PcmTap = (session: SessionInit, pcm: Int16Array) => void;
 
 export interface SessionCounters {
+  /** LC3 frames that reached the shard (every audio record of an LC3 session). */
+  framesReceived: number;
+  /** LC3 frames handed to the durable sink (sessions with private cloud sync). */
+  framesStored: number;
+  /** LC3 frames decoded (only while the session has a PCM consumer). */
   framesDecoded: number;
   decodeErrors: number;
   plcFrames: number;
@@ -48,7 +60,7 @@ export interface SessionCounters {
 }
 
 export function newCounters(): SessionCounters {
-  return { framesDecoded: 0, decodeErrors: 0, plcFrames: 0, audioBytes: 0, records: 0, transcripts: 0, speakerRequests: 0, speakerUnresolved: 0, latency: new Uint32Array(LATENCY_BUCKETS), latencySumMs: 0 };
+  return { framesReceived: 0, framesStored: 0, framesDecoded: 0, decodeErrors: 0, plcFrames: 0, audioBytes: 0, records: 0, transcripts: 0, speakerRequests: 0, speakerUnresolved: 0, latency: new Uint32Array(LATENCY_BUCKETS), latencySumMs: 0 };
 }
 
 // Scratch to read the f64 timestamp without a per-message DataView (little-endian hosts only,
@@ -67,16 +79,15 @@ export interface SessionDeps {
   pcmTap?: PcmTap | undefined;
   /** The shard's outgoing HTTP pool and queue figures (webhooks and apps; absent: no consumers). */
   consumers?: { http: HttpClient; counters: QueueCounters; budgetBytes: number } | undefined;
-  /** Shared per-thread scratch for one frame (avoids a view allocation per frame). */
-  scratch: Uint8Array;
 }
 
 export class Session {
   readonly init: SessionInit;
   readonly slot: number;
   readonly scope = new TaskScope();
+  /** Created at the first audio with a PCM listener, freed when none is left (see the top). */
   private decoder: Lc3Decoder | undefined;
-  private frameView: Uint8Array | undefined;
+  private pcmTap: PcmTap | undefined;
   private readonly deps: SessionDeps;
   /** Webhooks and apps of this uid (undefined: none, and nothing is collected for them). */
   private readonly consumers: SessionConsumers | undefined;
@@ -98,9 +109,11 @@ export class Session {
     this.deps = deps;
     this.frameMs = init.codec === 'lc3' ? init.frameUs / 1000 : 1000 / init.sampleRate;
     this.clock = { id: init.conversationId ?? UNNAMED_CONVERSATION, firstAudioMs: undefined };
+    this.pcmTap = deps.pcmTap;
     if (init.codec === 'lc3') {
-      this.decoder = new Lc3Decoder({ frameUs: init.frameUs, sampleRate: init.sampleRate }, deps.lc3);
-      this.frameView = deps.scratch.subarray(0, init.frameBytes);
+      // Refuse parameters no decoder could take now, not at the first listener's first frame.
+      checkParams({ frameUs: init.frameUs, sampleRate: init.sampleRate });
+      checkFrameBytes(init.frameBytes);
     }
     const c = deps.consumers;
     if (c && init.consumers) {
@@ -119,6 +132,20 @@ export class Session {
 
   get hasDecoder(): boolean {
     return this.decoder !== undefined && !this.decoder.closed;
+  }
+
+  /** Someone takes this session's PCM now: its decoded LC3 (or its PCM16 as received). */
+  get wantsPcm(): boolean {
+    return this.pcmTap !== undefined || this.consumers?.wantsPcm === true;
+  }
+
+  /**
+   * Switches the session's PCM tap on or off mid-session (settings are read once at the handshake
+   * today, so the consumers themselves do not change; the tap can). Decoding starts or stops at
+   * the next audio record.
+   */
+  setPcmTap(tap: PcmTap | undefined): void {
+    this.pcmTap = tap;
   }
 
   handle(code: number, arrival: number, data: Uint8Array, off: number, len: number): void {
@@ -188,34 +215,51 @@ export class Session {
     c.audioBytes += len;
     this.clock.firstAudioMs ??= firstSampleMs;
     const consumers = this.consumers?.wantsPcm ? this.consumers : undefined;
+    const tap = this.pcmTap;
     let frames: number;
-    if (this.decoder) {
+    if (this.init.codec === 'lc3') {
       const fb = this.init.frameBytes;
-      const view = this.frameView!;
+      // The main thread cuts audio at frame boundaries; a record that is not whole frames would
+      // misalign everything after it, decoded or stored.
+      if (len % fb !== 0) throw new ProtocolError(1007, `audio is not whole ${fb}-byte LC3 frames (${len} bytes)`);
       frames = len / fb;
-      const dec = this.decoder;
-      const before = dec.stats.errors;
-      const beforePlc = dec.stats.plc;
-      for (let f = 0, p = off; f < frames; f++, p += fb) {
-        for (let i = 0; i < fb; i++) view[i] = data[p + i]!;
-        const pcm = dec.decode(view);
-        if (this.deps.pcmTap) this.deps.pcmTap(this.init, pcm);
-        // The PCM is a view of wasm memory: hand the consumers its bytes, no copy or view per frame.
-        if (consumers) consumers.pcm(this.deps.lc3.heapU8(), pcm.byteOffset, pcm.byteLength);
-      }
-      c.framesDecoded += frames;
-      c.decodeErrors += dec.stats.errors - before;
-      c.plcFrames += dec.stats.plc - beforePlc;
+      c.framesReceived += frames;
+      if (consumers !== undefined || tap !== undefined) this.decode(data, off, frames, consumers, tap);
+      else if (this.decoder !== undefined) this.dropDecoder();
     } else {
       frames = len >> 1; // PCM16: one "frame" per sample
-      if (consumers) consumers.pcm(data, off, len);
+      if (consumers) consumers.pcm(data, off, len); // the PCM tap taps decoded LC3 only, as before
     }
     this.frames += frames;
-    this.deps.sink?.audio(data, off, len, frames, firstSampleMs);
+    if (this.deps.sink) {
+      this.deps.sink.audio(data, off, len, frames, firstSampleMs);
+      if (this.init.codec === 'lc3') c.framesStored += frames;
+    }
     const ms = Date.now() - arrival;
     const bucket = ms < 1 ? 0 : Math.min(LATENCY_BUCKETS - 1, 32 - Math.clz32(ms));
     c.latency[bucket]!++;
     c.latencySumMs += ms;
+  }
+
+  /** Every frame of one record in one call into wasm; the PCM (a view of wasm memory) to the listeners. */
+  private decode(data: Uint8Array, off: number, frames: number, consumers: SessionConsumers | undefined, tap: PcmTap | undefined): void {
+    const c = this.deps.counters;
+    const dec = (this.decoder ??= new Lc3Decoder({ frameUs: this.init.frameUs, sampleRate: this.init.sampleRate }, this.deps.lc3));
+    const before = dec.stats.errors;
+    const beforePlc = dec.stats.plc;
+    const pcm = dec.decodeFrames(data, off, this.init.frameBytes, frames);
+    if (tap) tap(this.init, pcm);
+    // Hand the consumers the bytes of the view: no copy, no new view.
+    if (consumers) consumers.pcm(this.deps.lc3.heapU8(), pcm.byteOffset, pcm.byteLength);
+    c.framesDecoded += frames;
+    c.decodeErrors += dec.stats.errors - before;
+    c.plcFrames += dec.stats.plc - beforePlc;
+  }
+
+  /** Nobody listens any more: free the decoder state (pusher_decoders_active counts it). */
+  private dropDecoder(): void {
+    this.decoder?.close();
+    this.decoder = undefined;
   }
 
   /** A 105: the named segments placed in the stored audio, handed to the process-scoped job queue. */

@@ -1,6 +1,6 @@
 // Everything a shard worker does, as a plain class (tests run it on the main thread; the worker
 // entry workers/shard.ts only wires it to comlink and the event port).
-import { loadLc3, MAX_FRAME_BYTES, type Lc3Module } from '../../wasm/lc3.js';
+import { loadLc3, type Lc3Module } from '../../wasm/lc3.js';
 import { decodeUtf8, type SessionInit, type ShardEvent } from '../session/protocol.js';
 import { newQueueCounters, type QueueCounters } from '../consumers/session-consumers.js';
 import type { HttpClient, HttpTargetStats } from '../http/client.js';
@@ -58,7 +58,11 @@ export interface ShardStats {
   shard: number;
   sessions: number;
   tasks: number;
+  /** Live LC3 decoder states: sessions with a PCM consumer only (0 for storage-only sessions). */
   decoders: number;
+  /** LC3 frames received, handed to the durable spool, and decoded (for PCM consumers only). */
+  framesReceived: number;
+  framesStored: number;
   framesDecoded: number;
   decodeErrors: number;
   plcFrames: number;
@@ -93,7 +97,6 @@ export class ShardCore {
   private readonly openParts = new Map<number, Buffer[]>();
   private readonly opts: ShardOptions;
   private readonly lc3: Lc3Module;
-  private readonly scratch = new Uint8Array(MAX_FRAME_BYTES);
   private leakedTasks = 0;
   /** Sessions leaked on purpose by the positive-control fault (kept reachable, as a real leak is). */
   private readonly leaked: Session[] = [];
@@ -144,7 +147,6 @@ export class ShardCore {
         sink: this.opts.sinkFor?.(init, slot),
         pcmTap: this.opts.pcmTap,
         consumers: this.opts.http ? { http: this.opts.http, counters: this.queues, budgetBytes: this.opts.sessionBufferBytes ?? 20 * 2 ** 20 } : undefined,
-        scratch: this.scratch,
       });
       this.sessions.set(slot, session);
     } catch (err) {
@@ -210,6 +212,8 @@ export class ShardCore {
       sessions: this.sessions.size,
       tasks: scopeCounters.tasks + scopeCounters.timers,
       decoders: this.lc3.live,
+      framesReceived: c.framesReceived,
+      framesStored: c.framesStored,
       framesDecoded: c.framesDecoded,
       decodeErrors: c.decodeErrors,
       plcFrames: c.plcFrames,
