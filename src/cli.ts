@@ -1,9 +1,13 @@
-// The `lc3-pusher` command line: serve, transcode, encode.
+// The `lc3-pusher` command line: serve, config, token, transcode, encode.
 import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { transcodeDir } from './codec/batch.js';
 import { encodeFile, transcodeFile } from './codec/transcode-file.js';
+import { configCommand } from './cli/config-command.js';
+import { addSettingOptions, overridesFrom } from './cli/settings-options.js';
+import { tokenCommand } from './cli/token.js';
+import { loadConfig } from './config.js';
 
 export interface CliIo {
   out: (line: string) => void;
@@ -54,7 +58,12 @@ export function buildCli(io: CliIo, setExitCode: (code: number) => void): Comman
   const program = new Command('lc3-pusher')
     .description('Live-audio ingest for wearables (LC3/PCM over WebSockets)')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+    .configureOutput({
+      writeOut: (s) => io.out(s.trimEnd()),
+      writeErr: (s) => io.err(s.trimEnd()),
+      // "error: unknown option '--prot'\n(Did you mean --port?)" as one line, like every other error.
+      outputError: (s, write) => write(s.trimEnd().replace(/\n+/g, ' ')),
+    });
 
   program
     .command('transcode')
@@ -110,13 +119,19 @@ export function buildCli(io: CliIo, setExitCode: (code: number) => void): Comman
       io.out(`${output}: ${r.frames} frames, ${r.bytes} bytes`);
     });
 
-  program
+  // Settings are parsed and checked before the service module loads: a bad value costs one line
+  // and exit 1, not a half-started service.
+  const serve = program
     .command('serve')
-    .description('run the ingest service (configuration from the environment; see README)')
-    .action(async () => {
-      const { serveFromEnv } = await import('./serve.js');
-      await serveFromEnv();
-    });
+    .description('run the ingest service; every setting from its environment variable or flag (flags win)');
+  addSettingOptions(serve).action(async (opts: Record<string, unknown>) => {
+    const config = loadConfig(process.env, overridesFrom(opts));
+    const { serveFromEnv } = await import('./serve.js');
+    await serveFromEnv(process.env, config);
+  });
+
+  // addCommand (unlike .command) does not pass on exitOverride and the output sinks.
+  for (const cmd of [tokenCommand(io.out), configCommand(io.out)]) program.addCommand(cmd.copyInheritedSettings(program));
 
   return program;
 }

@@ -85,7 +85,7 @@ export function int(min: number, max: number, opts: { powerOfTwo?: boolean } = {
 
 /** A byte size ("16MiB", "1000000") in min..max bytes. */
 export function size(min: number, max: number): SizeKind {
-  const accepted = `a size in ${formatBytes(min)}..${formatBytes(max)} bytes (e.g. 512KiB, 16MiB, 1000000)`;
+  const accepted = `a size in ${formatBytes(min)}..${formatBytes(max)}`;
   return {
     kind: 'size',
     min,
@@ -96,7 +96,7 @@ export function size(min: number, max: number): SizeKind {
       try {
         n = parseBytes(raw);
       } catch {
-        throw new ConfigProblem(`expected ${accepted}`);
+        throw new ConfigProblem(`expected ${accepted} (a number with a unit, e.g. 512KiB, 16MiB, or plain bytes)`);
       }
       if (n < min || n > max) throw new ConfigProblem(`expected ${accepted}`);
       return n;
