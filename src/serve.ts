@@ -151,8 +151,9 @@ function addSpoolMetrics(server: IngestServer, quota: SpoolQuota, uploader: Coml
   });
 }
 
-export async function serveFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  const svc = await startService(loadConfig(env), env);
+/** `config`: what `lc3-pusher serve` parsed from env and flags (src/cli.ts); default: env only. */
+export async function serveFromEnv(env: NodeJS.ProcessEnv = process.env, config: Config = loadConfig(env)): Promise<void> {
+  const svc = await startService(config, env);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
