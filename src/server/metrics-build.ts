@@ -14,13 +14,14 @@ export interface BuildInfo {
   allocator: Allocator;
 }
 
-/** This package's version, from the package.json above this module (source tree or dist/). */
+/** This package's version, from the nearest package.json above this module (source tree or dist/). */
 export function packageVersion(from = fileURLToPath(import.meta.url)): string {
   for (let dir = dirname(from), i = 0; i < 6; i++, dir = dirname(dir)) {
     const p = join(dir, 'package.json');
     if (!existsSync(p)) continue;
+    // The nearest package.json is the package this module belongs to: ours, or not us.
     const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
-    if (pkg.name === 'lc3-pusher') return pkg.version ?? 'unknown';
+    return (pkg.name === 'lc3-pusher' && pkg.version) || 'unknown';
   }
   return 'unknown';
 }
