@@ -1,0 +1,229 @@
+// The group commit: every fsyncMs (and on flush), everything that changed since the last commit
+// goes to the journal in ONE write and ONE fdatasync for all sessions of the shard:
+//   1. SEALED records for chunks the sealer finished (their sealed file is durable);
+//   2. per changed chunk: an OPEN record (new chunk: path + format), a DATA record (its new bytes,
+//      their offset in the chunk file, a CRC), a SEAL record (the chunk ends here);
+//   3. after the fdatasync: onDurable(session, frames, bytes) for every session whose durable count
+//      advanced, then onCommit; the bytes go to the chunk-file lane, SEALed chunks on to the sealer.
+// Nothing is acknowledged before its fsync. A failed write/fsync keeps the batch (`carry`) and
+// rewrites it into a fresh segment at the next commit.
+import { performance } from 'node:perf_hooks';
+import type { Chunk, SessionSpool } from './chunk.js';
+import type { ChunkFiles } from './chunk-files.js';
+import type { SpoolContext } from './context.js';
+import { REC_DATA, REC_OPEN, REC_SEAL, REC_SEALED, RECORD_HEADER_BYTES, writeRecord } from './journal.js';
+import type { JournalSegments, Segment } from './journal-segments.js';
+import type { Sealer } from './sealer.js';
+
+export interface CommitStats {
+  /** Records and bytes in the journal write. */
+  records: number;
+  bytes: number;
+  /** Sessions whose durable count advanced. */
+  sessions: number;
+  /** Milliseconds in the journal write, its fdatasync, and the whole commit. */
+  writeMs: number;
+  syncMs: number;
+  totalMs: number;
+}
+
+interface Item {
+  chunk: Chunk;
+  open: boolean;
+  dataAt: number;
+  dataLen: number;
+  pos: number;
+  frames: number;
+  payload: number;
+  seal: boolean;
+  /** A SEALED record (the chunk's sealed file is durable). */
+  sealed: boolean;
+}
+
+export interface GroupCommitHooks {
+  /** Runs first in every commit (sealing chunks that are too old). */
+  beforeCommit: () => void;
+  onDurable: (sessionId: number, frames: number, bytes: number) => void;
+  onCommit: (commit: CommitStats) => void;
+}
+
+export class GroupCommit {
+  /** Chunks with something to journal (new bytes, an OPEN, a SEAL). */
+  private readonly dirty = new Set<Chunk>();
+  private carry: { buf: Buffer; items: Item[] } | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  private next: Promise<void> | null = null;
+  lastCommit: CommitStats | null = null;
+
+  constructor(
+    private readonly ctx: SpoolContext,
+    private readonly segments: JournalSegments,
+    private readonly files: ChunkFiles,
+    private readonly sealer: Sealer,
+    private readonly hooks: GroupCommitHooks,
+  ) {}
+
+  /** Whether anything waits to be journaled (a changed chunk, or a batch kept after a failure). */
+  get pending(): boolean {
+    return this.carry !== null || this.dirty.size > 0;
+  }
+
+  markDirty(c: Chunk): void {
+    if (!c.dirty) {
+      c.dirty = true;
+      this.dirty.add(c);
+    }
+  }
+
+  /** Runs a commit (coalesced with one already queued; commits never overlap). */
+  commit(): Promise<void> {
+    if (this.ctx.aborted) return Promise.resolve();
+    if (this.next) return this.next;
+    const p = this.chain.then(() => {
+      this.next = null;
+      return this.commitOnce();
+    });
+    this.next = p;
+    this.chain = p;
+    return p;
+  }
+
+  private async commitOnce(): Promise<void> {
+    const t0 = performance.now();
+    this.hooks.beforeCommit();
+    const carry = this.carry;
+    let size = carry ? carry.buf.length : 0;
+    const chunks = [...this.dirty];
+    this.dirty.clear();
+    const marks = this.sealer.takeMarks();
+    for (const c of marks) size += RECORD_HEADER_BYTES + Buffer.byteLength(c.sealedName!);
+    for (const c of chunks) {
+      c.dirty = false;
+      if (!c.declared) size += RECORD_HEADER_BYTES + c.openPayload.length;
+      if (c.pendLen > 0) size += RECORD_HEADER_BYTES + c.pendLen;
+      if (c.sealRequested && !c.sealBuilt) size += RECORD_HEADER_BYTES;
+    }
+    if (size > 0) {
+      const ok = await this.journal(chunks, marks, carry, size, t0);
+      if (!ok) return;
+    } else {
+      await this.segments.retireIdle();
+    }
+    if (this.files.pending > 0) this.files.kick();
+    await this.segments.prune(false);
+    const totalMs = performance.now() - t0;
+    const counters = this.ctx.counters;
+    if (this.lastCommit && size > 0) this.lastCommit.totalMs = totalMs;
+    if (totalMs > counters.maxCommitMs && size > 0) counters.maxCommitMs = totalMs;
+  }
+
+  private async journal(chunks: Chunk[], marks: Chunk[], carry: { buf: Buffer; items: Item[] } | null, size: number, t0: number): Promise<boolean> {
+    const ctx = this.ctx;
+    // One buffer per commit: the chunk-file writes of this commit use views into it.
+    const buf = Buffer.allocUnsafe(size);
+    let at = 0;
+    const items: Item[] = [];
+    if (carry) {
+      carry.buf.copy(buf, 0);
+      at = carry.buf.length;
+      items.push(...carry.items);
+      ctx.held -= carry.buf.length;
+      this.carry = null;
+    }
+    let records = 0;
+    for (const c of marks) {
+      const len = buf.write(c.sealedName!, at + RECORD_HEADER_BYTES, 'utf8');
+      at = writeRecord(buf, at, REC_SEALED, c.id, 0, len);
+      items.push({ chunk: c, open: false, dataAt: 0, dataLen: 0, pos: 0, frames: 0, payload: 0, seal: false, sealed: true });
+      records++;
+    }
+    for (const c of chunks) {
+      const it: Item = { chunk: c, open: false, dataAt: 0, dataLen: 0, pos: 0, frames: 0, payload: 0, seal: false, sealed: false };
+      if (!c.declared) {
+        c.openPayload.copy(buf, at + RECORD_HEADER_BYTES);
+        at = writeRecord(buf, at, REC_OPEN, c.id, 0, c.openPayload.length);
+        c.declared = true;
+        it.open = true;
+        records++;
+      }
+      if (c.pendLen > 0) {
+        c.pend!.copy(buf, at + RECORD_HEADER_BYTES, 0, c.pendLen);
+        it.dataAt = at + RECORD_HEADER_BYTES;
+        it.dataLen = c.pendLen;
+        it.pos = c.nextPos;
+        it.frames = c.pendFrames;
+        it.payload = c.pendPayload;
+        at = writeRecord(buf, at, REC_DATA, c.id, c.nextPos, c.pendLen);
+        c.nextPos += c.pendLen;
+        ctx.held -= c.pendLen;
+        c.pendLen = c.pendFrames = c.pendPayload = 0;
+        records++;
+      }
+      if (c.sealRequested && !c.sealBuilt) {
+        at = writeRecord(buf, at, REC_SEAL, c.id, c.nextPos, 0);
+        c.sealBuilt = true;
+        it.seal = true;
+        records++;
+        c.pend = null;
+      }
+      items.push(it);
+    }
+    let seg: Segment;
+    let writeMs = 0;
+    let syncMs = 0;
+    try {
+      ({ seg, writeMs, syncMs } = await this.segments.append(buf.subarray(0, at)));
+    } catch (e) {
+      // Nothing of this batch is acknowledged: keep it, rewrite it into a fresh segment next time.
+      this.carry = { buf: Buffer.from(buf.subarray(0, at)), items };
+      ctx.held += at;
+      ctx.counters.commitErrors++;
+      ctx.error(e, 'journal');
+      await this.segments.abandon();
+      ctx.checkCongestion();
+      return false;
+    }
+    ctx.counters.commits++;
+    const advanced = this.settle(items, seg, buf);
+    this.sealer.pump();
+    for (const s of advanced) {
+      s.notify = false;
+      ctx.report(() => this.hooks.onDurable(s.sessionId, s.durFrames, s.durBytes), 'onDurable');
+    }
+    const commit: CommitStats = { records, bytes: at, sessions: advanced.length, writeMs, syncMs, totalMs: performance.now() - t0 };
+    this.lastCommit = commit;
+    ctx.report(() => this.hooks.onCommit(commit), 'onCommit');
+    ctx.checkCongestion();
+    return true;
+  }
+
+  /** The batch is durable in `seg`: advance the sessions' durable counts, pass the bytes on. */
+  private settle(items: Item[], seg: Segment, buf: Buffer): SessionSpool[] {
+    const advanced: SessionSpool[] = [];
+    for (const it of items) {
+      const c = it.chunk;
+      if (it.open) {
+        c.firstSeg = seg;
+        seg.refs++;
+      }
+      if (it.dataLen > 0) {
+        c.unwritten.push({ pos: it.pos, data: buf.subarray(it.dataAt, it.dataAt + it.dataLen), owned: false });
+        this.ctx.held += it.dataLen; // until it is in the chunk file
+        this.files.add(c);
+        const s = c.session;
+        s.durFrames += it.frames;
+        s.durBytes += it.payload;
+        if (!s.notify) {
+          s.notify = true;
+          advanced.push(s);
+        }
+      }
+      if (it.seal) {
+        c.sealJournaled = true;
+        this.files.add(c);
+      }
+      if (it.sealed) this.sealer.sealedRecordDurable(c);
+    }
+    return advanced;
+  }
+}
