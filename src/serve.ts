@@ -10,6 +10,8 @@ import { IngestServer } from './server/server.js';
 import { JobService } from './jobs/job-service.js';
 import { addBuildInfo } from './server/metrics-build.js';
 import { addOutboundMetrics } from './server/metrics-outbound.js';
+import { addUploadMetrics } from './server/metrics-threads.js';
+import { remoteThread } from './server/threads.js';
 import { createSettingsProvider } from './settings/index.js';
 import { parseFaults } from './shard/shard-core.js';
 import { SpoolQuota } from './spool/quota.js';
@@ -93,7 +95,7 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
       // Each shard has its own pool (a pool cannot cross threads): they share 64 connections per origin.
       outbound: { allowPrivate: config.WEBHOOK_ALLOW_PRIVATE, connectionsPerOrigin: Math.max(1, Math.floor(HTTP_CONNECTIONS_PER_ORIGIN / config.SHARDS)), sessionBufferBytes: config.SESSION_BUFFER_BYTES },
     },
-    debugThreads: { uploader: { gc: () => uploader.api.gc() } },
+    debugThreads: { uploader: remoteThread(() => uploader.api) },
     onDrain: async (deadline) => {
       // Sessions are closed and their chunks sealed; upload what we can and finish the jobs that
       // can finish before the deadline (the rest stays journaled for the next start).
@@ -102,6 +104,7 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
     },
   });
   addSpoolMetrics(server, quota, uploader.api);
+  addUploadMetrics(server.metrics, () => uploader.api.uploadDurations());
   addOutboundMetrics(server.metrics, { mainHttp: () => jobs.http.stats(), jobs: () => jobs.stats(), settings: () => settings.stats() });
   // pusher_build_info; its allocator (jemalloc unless LC3_PUSHER_ALLOCATOR=system) goes in the log line too.
   const { allocator } = addBuildInfo(server.metrics.registry);

@@ -4,7 +4,7 @@
 // per origin; every request carries its session's or job's AbortSignal, so closing a session
 // aborts its requests at once. Figures are plain counts, pulled by /metrics like the shards' others.
 import { Agent, request } from 'undici';
-import { checkUrlHost, DestinationError, guardedLookup } from './destination.js';
+import { checkUrlHost, DestinationError, guardedLookup, makeGuardedLookup, type PrivateReason, type Resolver } from './destination.js';
 
 export interface HttpClientOptions {
   connectTimeoutMs?: number;
@@ -13,6 +13,8 @@ export interface HttpClientOptions {
   connectionsPerOrigin?: number;
   /** WEBHOOK_ALLOW_PRIVATE=1: loopback and private destinations allowed (tests, on-prem receivers). */
   allowPrivate?: boolean;
+  /** The resolver under the destination guard (tests: a name that resolves to whatever they say). */
+  resolver?: Resolver;
 }
 
 export interface HttpResult {
@@ -35,6 +37,8 @@ export interface HttpTargetStats {
   results: Partial<Record<HttpOutcome, number>>;
   latency: number[];
   latencySumMs: number;
+  /** Requests refused by the destination guard, by why (pusher_http_destinations_refused_total). */
+  refused?: Partial<Record<PrivateReason, number>>;
 }
 
 const MAX_BODY = 64 * 1024;
@@ -58,7 +62,12 @@ export class HttpClient {
       headersTimeout: this.responseTimeoutMs,
       bodyTimeout: this.responseTimeoutMs,
       keepAliveTimeout: 10_000,
-      connect: { timeout: o.connectTimeoutMs ?? 2_000, ...(this.allowPrivate ? {} : { lookup: guardedLookup }) },
+      // The guard is the socket's own lookup: the address checked is the address connected to.
+      connect: {
+        timeout: o.connectTimeoutMs ?? 2_000,
+        ...(this.allowPrivate ? (o.resolver ? { lookup: o.resolver } : {}) : { lookup: o.resolver ? makeGuardedLookup(o.resolver) : guardedLookup }),
+      },
+      // No redirect interceptor: a 3xx is an answer, never a second request somewhere else.
     });
   }
 
@@ -86,15 +95,26 @@ export class HttpClient {
       return { status: res.statusCode, body: text };
     } catch (err) {
       outcome = classify(err, signal);
+      if (outcome === 'private_destination') this.refuse(target, refusalReason(err));
       throw err;
     } finally {
       this.count(target, outcome, performance.now() - t0);
     }
   }
 
-  private count(target: string, outcome: HttpOutcome, ms: number): void {
+  private target(target: string): HttpTargetStats {
     let t = this.targets.get(target);
     if (!t) this.targets.set(target, (t = { target, results: {}, latency: new Array<number>(HTTP_LATENCY_BUCKETS).fill(0), latencySumMs: 0 }));
+    return t;
+  }
+
+  private refuse(target: string, reason: PrivateReason): void {
+    const r = (this.target(target).refused ??= {});
+    r[reason] = (r[reason] ?? 0) + 1;
+  }
+
+  private count(target: string, outcome: HttpOutcome, ms: number): void {
+    const t = this.target(target);
     t.results[outcome] = (t.results[outcome] ?? 0) + 1;
     const bucket = ms < 1 ? 0 : Math.min(HTTP_LATENCY_BUCKETS - 1, 32 - Math.clz32(Math.ceil(ms)));
     t.latency[bucket]!++;
@@ -103,7 +123,7 @@ export class HttpClient {
 
   /** Cumulative figures per target (structured-clone friendly: they cross threads). */
   stats(): HttpTargetStats[] {
-    return [...this.targets.values()].map((t) => ({ ...t, results: { ...t.results }, latency: [...t.latency] }));
+    return [...this.targets.values()].map((t) => ({ ...t, results: { ...t.results }, latency: [...t.latency], ...(t.refused ? { refused: { ...t.refused } } : {}) }));
   }
 
   async close(): Promise<void> {
@@ -120,6 +140,12 @@ async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void }): Pr
     if (n >= MAX_BODY) break; // the rest is not needed; undici discards it with the socket
   }
   return Buffer.concat(parts).toString('utf8');
+}
+
+/** The guard's reason, whether undici passed its error through or wrapped it. */
+function refusalReason(err: unknown): PrivateReason {
+  const e = err as { reason?: PrivateReason; cause?: { reason?: PrivateReason } };
+  return (err instanceof DestinationError ? err.reason : (e.reason ?? e.cause?.reason)) ?? 'private';
 }
 
 function classify(err: unknown, signal: AbortSignal | undefined): HttpOutcome {

@@ -1,5 +1,5 @@
 // The HTTP + WebSocket front of the service (main thread): handshakes, sessions, shard events,
-// /metrics /healthz /readyz /debug/profile, idle sweeps and the SIGTERM drain.
+// /metrics /healthz /readyz (the /debug/* routes: debug.ts), idle sweeps and the SIGTERM drain.
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -10,12 +10,14 @@ import type { SettingsProvider, UserSettings } from '../settings/index.js';
 import { maxRecordPayload, pieceBytes } from '../shard/ring.js';
 import { Supervisor } from '../shard/supervisor.js';
 import type { ShardFaults } from '../shard/shard-core.js';
-import { collectGarbage, cpuProfile, type GcResult } from '../util/profile.js';
 import { authenticate, bearer, HttpError } from './auth.js';
 import { Connection, type ConnectionLimits } from './connection.js';
+import { DebugRoutes } from './debug.js';
 import { parseHandshake } from './handshake.js';
 import { Admission, answerClientError, httpServerLimits, TCP_SLACK, timestampsReplacedCounter } from './limits.js';
 import { Metrics } from './metrics.js';
+import { addThreadMetrics } from './metrics-threads.js';
+import { ThreadDirectory, type ThreadControl } from './threads.js';
 
 export interface ServerOptions {
   config: Config;
@@ -36,8 +38,8 @@ export interface ServerOptions {
   beforeShardRestart?: (shard: number) => Promise<void>;
   /** Called on drain after sessions closed, before the shards stop (seal + upload the spool). */
   onDrain?: (deadline: number) => Promise<void>;
-  /** Other worker threads /debug/gc can reach by name (e.g. the uploader). */
-  debugThreads?: Record<string, { gc(): Promise<GcResult> }>;
+  /** Other worker threads by name (e.g. the uploader): /debug/*, per-thread metrics. */
+  debugThreads?: Record<string, ThreadControl>;
   /** The process-scoped job queue (104, 105); without one a 104 is answered with an error. */
   jobs?: JobSink;
 }
@@ -75,6 +77,9 @@ export class IngestServer {
   readonly wss: WebSocketServer;
   readonly supervisor: Supervisor;
   readonly metrics: Metrics;
+  /** Every thread by name (main, shard-N, the debugThreads): one resolver for /debug/* and metrics. */
+  readonly threads: ThreadDirectory;
+  private readonly debug: DebugRoutes;
   readonly connections = new Set<Connection>();
   private readonly bySlot: (Connection | undefined)[][];
   private readonly opts: ServerOptions;
@@ -115,6 +120,9 @@ export class IngestServer {
       () => this.supervisor.stats(),
       () => this.supervisor.shards.filter((h) => h.up).map((h) => ({ shard: h.index, ringBytes: h.arena.totalUsed(), slots: h.leased })),
     );
+    this.threads = new ThreadDirectory(this.supervisor, opts.debugThreads);
+    addThreadMetrics(this.metrics, this.threads);
+    this.debug = new DebugRoutes(this.threads, cfg.ADMIN_TOKEN);
     // A message may be far larger than a ring (it is written in pieces): MAX_MESSAGE_BYTES bounds it.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: cfg.MAX_MESSAGE_BYTES, perMessageDeflate: false });
     this.limits = { piece: pieceBytes(cfg.RING_BYTES), record: maxRecordPayload(cfg.RING_BYTES), maxJsonBytes: cfg.MAX_JSON_BYTES, sendBufferBytes: cfg.SEND_BUFFER_BYTES, rate: cfg };
@@ -173,11 +181,8 @@ export class IngestServer {
           res.end(body);
           return;
         }
-        case '/debug/profile':
-          return await this.profile(req, url, res);
-        case '/debug/gc':
-          return await this.gc(req, url, res);
         default:
+          if (await this.debug.handle(req, url, res)) return;
           if (ENDPOINTS[url.pathname]) return this.json(res, 426, { error: 'this endpoint needs a WebSocket upgrade' });
           return this.json(res, 404, { error: 'not found' });
       }
@@ -185,46 +190,6 @@ export class IngestServer {
       const e = err instanceof HttpError ? err : new HttpError(500, 'internal', (err as Error).message);
       this.json(res, e.status, { error: e.message });
     }
-  }
-
-  /** Admin endpoints: only with ADMIN_TOKEN set, and only for a request that carries it. */
-  private checkAdmin(req: IncomingMessage, url: URL): void {
-    if (!this.cfg.ADMIN_TOKEN) throw new HttpError(403, 'forbidden', 'admin endpoints are disabled (set ADMIN_TOKEN)');
-    if (bearer(req.headers.authorization, url.searchParams) !== this.cfg.ADMIN_TOKEN) throw new HttpError(401, 'unauthorized', 'admin token required');
-  }
-
-  /**
-   * GET /debug/gc?thread=main|shard-N|NAME|all: a full GC in that thread (or every thread) and the
-   * heap before and after. The leak harness takes its plateau and final RSS after one.
-   */
-  private async gc(req: IncomingMessage, url: URL, res: ServerResponse): Promise<void> {
-    this.checkAdmin(req, url);
-    const threads: Record<string, () => Promise<GcResult>> = { main: collectGarbage };
-    for (const h of this.supervisor.shards) if (h.up) threads[`shard-${h.index}`] = () => h.api.gc();
-    for (const [name, t] of Object.entries(this.opts.debugThreads ?? {})) threads[name] = () => t.gc();
-    const want = url.searchParams.get('thread') ?? 'all';
-    const names = want === 'all' ? Object.keys(threads) : [want];
-    if (want !== 'all' && !Object.hasOwn(threads, want)) throw new HttpError(400, 'bad_request', `thread must be all or one of: ${Object.keys(threads).join(', ')}`);
-    const out: Record<string, GcResult> = {};
-    for (const name of names) out[name] = await threads[name]!();
-    this.json(res, 200, { threads: out });
-  }
-
-  private async profile(req: IncomingMessage, url: URL, res: ServerResponse): Promise<void> {
-    this.checkAdmin(req, url);
-    const seconds = Number(url.searchParams.get('seconds') ?? '5');
-    if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 120) throw new HttpError(400, 'bad_request', 'seconds must be in (0, 120]');
-    const thread = url.searchParams.get('thread') ?? 'main';
-    let profile: string;
-    if (thread === 'main') profile = await cpuProfile(seconds);
-    else {
-      const m = /^shard-(\d+)$/.exec(thread);
-      const h = m ? this.supervisor.shards[Number(m[1])] : undefined;
-      if (!h?.up) throw new HttpError(400, 'bad_request', `thread must be main or shard-0..shard-${this.cfg.SHARDS - 1}`);
-      profile = await h.api.profile(seconds);
-    }
-    res.writeHead(200, { 'content-type': 'application/json', 'content-disposition': `attachment; filename="${thread}.cpuprofile"` });
-    res.end(profile);
   }
 
   private rejectHandshake(socket: Duplex, e: HttpError): void {

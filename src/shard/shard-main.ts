@@ -7,7 +7,8 @@ import type { SessionInit, ShardEvent } from '../session/protocol.js';
 import type { PcmTap } from '../session/session.js';
 import { HttpClient } from '../http/client.js';
 import { createSpoolSinks, type SpoolWorkerConfig } from './spool-sink.js';
-import { collectGarbage, cpuProfile, type GcResult } from '../util/profile.js';
+import { collectGarbage, cpuProfile, heapSnapshotToPort, type GcResult } from '../util/profile.js';
+import { threadMonitor, type ThreadSample } from '../util/thread-monitor.js';
 import { Arena } from './ring.js';
 import { ShardCore, type ShardFaults, type ShardStats } from './shard-core.js';
 
@@ -43,7 +44,11 @@ export interface ShardApi {
   stats(): ShardStats;
   setFaults(f: Partial<ShardFaults>): boolean;
   profile(seconds: number): Promise<string>;
+  /** A .heapsnapshot of this shard, posted to `port` in pieces, then null (/debug/heap). */
+  heapSnapshot(port: MessagePort): Promise<void>;
   gc(): Promise<GcResult>;
+  /** Event-loop lag since the previous call, and this thread's heap (per-thread metrics). */
+  threadStats(): ThreadSample;
   stop(): Promise<void>;
 }
 
@@ -53,6 +58,7 @@ export function pcmFileTap(dir: string): PcmTap {
 }
 
 export async function createShard(d: ShardWorkerData): Promise<ShardApi> {
+  const monitor = threadMonitor();
   const emit = (ev: ShardEvent): void => d.events.postMessage(ev);
   const spool = d.spool
     ? createSpoolSinks(d.shard, d.spool, emit, (err, ctx) => d.events.postMessage({ t: 'log', msg: `spool ${ctx}: ${err.message}` }))
@@ -85,7 +91,9 @@ export async function createShard(d: ShardWorkerData): Promise<ShardApi> {
     stats: () => core.stats(),
     setFaults: (f) => core.setFaults(f),
     profile: (seconds) => cpuProfile(seconds),
+    heapSnapshot: (port) => heapSnapshotToPort(port),
     gc: () => collectGarbage(),
+    threadStats: () => monitor.read(),
     stop: async () => {
       await core.stop();
       await spool?.spool.close();

@@ -22,6 +22,10 @@ import { bumpObjectName, contentTypeFor, parseObjectName, SEALED_DIR } from './n
 import type { SpoolQuota } from './quota.js';
 import { walkFiles } from './recover.js';
 import { MinHeap } from '../util/min-heap.js';
+import { LatencyBuckets, type LatencySnapshot } from '../util/latency-buckets.js';
+
+/** Upload-duration buckets: < 1 ms … < 65.5 s (2^16 ms), then the rest. */
+export const UPLOAD_LATENCY_BUCKETS = 18;
 
 export interface UploaderOptions {
   /** SPOOL_DIR. */
@@ -57,6 +61,12 @@ export interface UploaderStats {
   in_flight: number;
   /** Consecutive failures across files (0 when the store is healthy). */
   consecutive_failures: number;
+}
+
+/** Duration of each attempt (read, hash, stat, put, delete), by result: pusher_upload_duration_seconds. */
+export interface UploadDurations {
+  ok: LatencySnapshot;
+  error: LatencySnapshot;
 }
 
 export interface Entry {
@@ -109,6 +119,7 @@ export class Uploader {
   private settleWaiters: (() => void)[] = [];
   private readonly listen: boolean;
   private readonly counters = { ok: 0, error: 0, retries: 0, bytes: 0 };
+  private readonly durations = { ok: new LatencyBuckets(UPLOAD_LATENCY_BUCKETS), error: new LatencyBuckets(UPLOAD_LATENCY_BUCKETS) };
 
   constructor(o: UploaderOptions) {
     this.sealedRoot = join(o.dir, SEALED_DIR);
@@ -166,6 +177,10 @@ export class Uploader {
       in_flight: this.inFlight,
       consecutive_failures: this.fails,
     };
+  }
+
+  uploadDurations(): UploadDurations {
+    return { ok: this.durations.ok.snapshot(), error: this.durations.error.snapshot() };
   }
 
   /**
@@ -245,11 +260,14 @@ export class Uploader {
     this.inFlight++;
     if (e.attempts > 0) this.counters.retries++;
     let outcome: 'ok' | 'gone' | Error;
+    const t0 = performance.now(); // wall time, not this.now(): tests may fake the clock for backoff
     try {
       outcome = await this.uploadOnce(e);
     } catch (err) {
       outcome = err instanceof Error ? err : new Error(String(err));
     }
+    // 'gone' was no upload (the file had been uploaded meanwhile), so it is not timed.
+    if (outcome !== 'gone') this.durations[outcome === 'ok' ? 'ok' : 'error'].observe(performance.now() - t0);
     this.inFlight--;
     if (outcome === 'ok' || outcome === 'gone') {
       this.fails = 0;
