@@ -37,6 +37,7 @@ export function addOutboundMetrics(m: Metrics, src: OutboundSources): void {
   const depth = new Gauge({ name: 'pusher_queue_depth', help: 'Items waiting in webhook and app queues, over all sessions', labelNames: ['queue'], registers: [r] });
   const held = new Gauge({ name: 'pusher_queue_bytes', help: 'Bytes held for webhooks and apps (queued, in flight, collecting), over all sessions', labelNames: ['queue'], registers: [r] });
   const requests = new Mirror(new Counter({ name: 'pusher_http_requests_total', help: 'Outgoing HTTP requests by target and result (2xx…5xx, timeout, refused, private_destination, aborted, error)', labelNames: ['target', 'result'], registers: [r] }));
+  const refused = new Mirror(new Counter({ name: 'pusher_http_destinations_refused_total', help: 'Outgoing requests refused by the destination guard (WEBHOOK_ALLOW_PRIVATE=0), by target and why (loopback, private, link_local, metadata, …)', labelNames: ['target', 'reason'], registers: [r] }));
   const transcripts = new Mirror(new Counter({ name: 'pusher_transcripts_total', help: 'Transcript (102) messages received', registers: [r] }));
   const unplaced = new Mirror(new Counter({ name: 'pusher_speaker_samples_unplaced_total', help: 'Speaker-sample requests (105) whose segments the session could not place in its audio', registers: [r] }));
   const jobsPending = new Gauge({ name: 'pusher_jobs_pending', help: 'Jobs (104 processing, 105 speaker samples) journaled and not finished', registers: [r] });
@@ -68,6 +69,7 @@ export function addOutboundMetrics(m: Metrics, src: OutboundSources): void {
     }
     if (src.mainHttp) threads.push({ thread: 'main', http: src.mainHttp() });
     for (const t of threads) for (const target of t.http) for (const [result, v] of Object.entries(target.results)) requests.set(t.thread, { target: target.target, result }, v ?? 0);
+    for (const t of threads) for (const target of t.http) for (const [reason, v] of Object.entries(target.refused ?? {})) refused.set(t.thread, { target: target.target, reason }, v ?? 0);
     latency.threads = threads;
     if (src.jobs) {
       const j = src.jobs();
