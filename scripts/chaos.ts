@@ -35,6 +35,8 @@ const { values } = parseArgs({
     'max-cooldown-growth': { type: 'string', default: '30' },
     'store-wait': { type: 'string', default: '30' },
     'gc-every': { type: 'string' },
+    'forced-gc': { type: 'string', default: 'on' },
+    allocator: { type: 'string' },
     out: { type: 'string', default: 'chaos-results' },
     assert: { type: 'boolean', default: false },
     'in-process': { type: 'boolean', default: false },
@@ -49,12 +51,26 @@ if (values.help) {
   [--idle S] [--warmup S] [--load S] [--cooldown S] [--faults leak_on_close|drain_delay_ms=N] [--sync on|off]
   [--shards N] [--slots N] [--ring-bytes N] [--max-slope MB/min] [--max-cooldown-growth MB] [--store-wait S]
   [--out DIR] [--name NAME] [--assert] [--in-process] [--sinks on|off] [--gc-every S]     (CHAOS_ASSERT=1 = --assert)
+  [--allocator jemalloc|system] [--forced-gc on|off]
   --gc-every: during the load, a forced GC and a sample every S s (default: load/6, 5..30; 0: never);
               the slope check uses those samples (live memory) when there are 3 or more
+  --forced-gc off: no forced GC at all (not for the plateau and final RSS either): raw RSS, as an operator sees it
+  --allocator: the service's malloc (default: what bin/lc3-pusher picks, jemalloc when libjemalloc2 is installed);
+              the run prints what the service reports in pusher_build_info and checks it matches
   --in-process: run the load generator in this process (default: its own process)
   --node-args="--max-old-space-size=48": node flags for the service (a small heap: garbage is collected early)
   --sinks: point webhooks, audio apps and conversation processing at a slow local sink (default on)`);
   process.exit(0);
+}
+
+for (const [flag, v, allowed] of [
+  ['--allocator', values.allocator, ['jemalloc', 'system']],
+  ['--forced-gc', values['forced-gc'], ['on', 'off']],
+] as const) {
+  if (v !== undefined && !(allowed as readonly string[]).includes(v)) {
+    console.error(`chaos: ${flag} ${v}: expected ${allowed.join(' or ')}`);
+    process.exit(2);
+  }
 }
 
 const outDir = resolve(repoRoot(), values.out);
@@ -89,6 +105,8 @@ const report = await runChaos({
   outDir,
   storeWaitS: Number(values['store-wait']),
   ...(values['gc-every'] !== undefined ? { gcEveryS: Number(values['gc-every']) } : {}),
+  forcedGc: values['forced-gc'] !== 'off',
+  ...(values.allocator ? { allocator: values.allocator as 'jemalloc' | 'system' } : {}),
   log,
 });
 for (const line of describe(report)) console.log(line);

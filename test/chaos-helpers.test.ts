@@ -17,7 +17,9 @@ import {
   sampleFrom,
   defaultGcEvery,
   summarize,
+  reportedAllocator,
   waitForStore,
+  withDeadline,
   type ChaosReport,
   type Outcome,
   type PhaseSpan,
@@ -32,6 +34,7 @@ import { nextStreams } from '../scripts/lib/steps.js';
 import { addCounts, auditStore, compareAudio, countFiles } from '../scripts/lib/store-audit.js';
 import { createServer } from 'node:http';
 import { sinkConfig, startSink } from '../scripts/lib/sink.js';
+import { allocatorEnv, jemallocPath } from '../src/util/allocator.js';
 
 t.test('least-squares slope', async (t) => {
   const f = fitLine([0, 1, 2, 3], [1, 3, 5, 7]);
@@ -697,4 +700,39 @@ t.test('forced GC through the admin endpoint', async (t) => {
   t.equal(await forceGc(base, 'tok'), false, 'a build without the endpoint');
   await new Promise((r) => srv.close(r));
   t.equal(await forceGc(base, 'tok'), false, 'service gone');
+});
+
+t.test('allocator: how the service is started, what it reports, the check and the CI verdict', async (t) => {
+  const dir = t.testdir({ 'libjemalloc.so.2': '' });
+  const lib = join(dir, 'libjemalloc.so.2');
+  t.same(allocatorEnv('system'), { allocator: 'system', env: { LC3_PUSHER_ALLOCATOR: 'system' } });
+  t.same(allocatorEnv('jemalloc', { LC3_PUSHER_JEMALLOC: lib }), { allocator: 'jemalloc', env: { LD_PRELOAD: lib, LC3_PUSHER_ALLOCATOR: 'jemalloc' } });
+  t.same(allocatorEnv(undefined, { LC3_PUSHER_JEMALLOC: lib }).allocator, 'jemalloc', 'default: jemalloc when installed');
+  t.same(allocatorEnv(undefined, { LC3_PUSHER_JEMALLOC: join(dir, 'none.so') }), { allocator: 'system', env: { LC3_PUSHER_ALLOCATOR: 'system' } }, 'default without it: glibc');
+  t.throws(() => allocatorEnv('jemalloc', { LC3_PUSHER_JEMALLOC: join(dir, 'none.so') }), /allocator jemalloc: libjemalloc\.so\.2 not found \(apt-get install -y libjemalloc2\)/);
+  t.throws(() => allocatorEnv('tcmalloc' as 'system'), /allocator "tcmalloc": expected jemalloc or system/);
+  t.equal(allocatorEnv(undefined).allocator, jemallocPath() ? 'jemalloc' : 'system', "this machine's default");
+
+  t.equal(reportedAllocator(parseMetrics('pusher_build_info{version="1",node="v20",liblc3="1.1.3",allocator="jemalloc"} 1\n')), 'jemalloc');
+  t.equal(reportedAllocator(parseMetrics('pusher_sessions_active 0\n')), undefined);
+
+  const o = outcome();
+  const check = (allocator: Outcome['allocator']) => evaluate({ ...o, allocator }, bounds).find((c) => c.name === 'allocator');
+  t.equal(check(undefined), undefined, 'no allocator figures: no check');
+  t.same(check({ requested: 'jemalloc', reported: 'jemalloc' }), { name: 'allocator', ok: true, detail: 'started on jemalloc, pusher_build_info says jemalloc' });
+  t.same(check({ requested: 'jemalloc', reported: 'system' }), { name: 'allocator', ok: false, detail: 'started on jemalloc, pusher_build_info says system' }, 'a preload that did not take is flagged');
+  t.match(check({ requested: 'system', reported: undefined }), { ok: true, skipped: true, detail: /no pusher_build_info/ });
+
+  const real = { checks: [], allocator: { requested: 'system' as const, reported: 'system' } };
+  const control = { checks: evaluate({ ...o, figures: { ...o.figures, final: { ...o.figures.final, decoders: 1 } } }, bounds) };
+  t.same(ciVerdict(real, control), { ok: true, messages: [] }, 'no default to hold it to');
+  t.same(ciVerdict(real, control, 'jemalloc').messages, ['real service runs on system, not the default jemalloc']);
+  t.same(ciVerdict({ checks: [] }, control, 'jemalloc').messages, ['real service runs on an unreported allocator, not the default jemalloc']);
+  t.same(ciVerdict({ ...real, allocator: { requested: 'jemalloc', reported: 'jemalloc' } }, control, 'jemalloc'), { ok: true, messages: [] });
+});
+
+t.test('withDeadline: the value, or an error naming what was waited for', async (t) => {
+  t.equal(await withDeadline(Promise.resolve(7), 1, 'seven'), 7);
+  await t.rejects(withDeadline(new Promise(() => {}), 0.05, 'the load generator to stop'), /gave up after 0\.05 s waiting for the load generator to stop/);
+  await t.rejects(withDeadline(Promise.reject(new Error('own error')), 1, 'x'), /own error/);
 });

@@ -16,6 +16,7 @@ import { startService } from './service.js';
 import { startSink, sinkConfig } from './sink.js';
 import { fitLine, fmtBytes, median, MiB } from './stats.js';
 import { addCounts, auditSpool, auditStore, compareAudio, countFiles, type StoreTotals } from './store-audit.js';
+import { allocatorEnv, jemallocPath, type Allocator } from '../../src/util/allocator.js';
 
 export type Phase = 'idle' | 'warmup' | 'load' | 'cooldown';
 
@@ -263,6 +264,8 @@ export interface Outcome {
   crashed: boolean;
   exit: number | string;
   store: StoreResult;
+  /** The malloc the service was started on, and what its pusher_build_info says (undefined: no such metric). */
+  allocator?: { requested: Allocator; reported: string | undefined };
 }
 
 const mb = (bytes: number) => `${(bytes / MiB).toFixed(1)} MB`;
@@ -345,6 +348,14 @@ export function evaluate(o: Outcome, b: Bounds): Check[] {
         ? `closed by the server: ${closes.map(([c, n]) => `${c}×${n}${l.closeReasons[c] ? ` ("${l.closeReasons[c]}")` : ''}`).join(', ') || 'none'}; rejected ${o.rejected}; failed connects ${l.connectFailures}`
         : `no session closed by the server, no rejection, no failed connect (${l.connects} connects, ${l.closes} closes, ${l.kills} kills)`,
   });
+  if (o.allocator) {
+    const a = o.allocator;
+    checks.push(
+      a.reported === undefined
+        ? { name: 'allocator', ok: true, skipped: true, detail: `started on ${a.requested}; this build has no pusher_build_info` }
+        : { name: 'allocator', ok: a.reported === a.requested, detail: `started on ${a.requested}, pusher_build_info says ${a.reported}` },
+    );
+  }
   checks.push({
     name: 'service-healthy',
     ok: !o.crashed && o.shardRestarts === 0 && o.exit === 0,
@@ -387,6 +398,10 @@ export interface ChaosOptions {
   deadlineS?: number;
   /** During the load, every this many seconds: a forced full GC in every thread, then a sample (default: defaultGcEvery; 0: never). */
   gcEveryS?: number;
+  /** false: no forced GC at all, not even for the plateau and final figures (raw RSS, as an operator sees it). Default true. */
+  forcedGc?: boolean;
+  /** The service's malloc (default: what bin/lc3-pusher picks, jemalloc when installed). */
+  allocator?: Allocator;
   log?: (line: string) => void;
 }
 
@@ -515,6 +530,22 @@ export async function forceGc(baseUrl: string, token: string): Promise<boolean> 
 interface Generator {
   stats(): Pick<LoadStats, 'connected' | 'messages'>;
   stop(): Promise<LoadStats>;
+  /** Why it is gone before it was stopped (its process exited), else undefined. */
+  died?(): string | undefined;
+}
+
+/** `p`, or an error saying what was waited for once `seconds` have passed without it settling. */
+export function withDeadline<T>(p: Promise<T>, seconds: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`gave up after ${seconds} s waiting for ${what}`)), seconds * 1000);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** The allocator label of pusher_build_info (undefined: a build without it). */
+export function reportedAllocator(m: readonly PromSample[]): string | undefined {
+  return m.find((s) => s.name === 'pusher_build_info')?.labels.allocator;
 }
 
 /** The command-line spelling of client groups (scripts/loadgen.ts --workload). */
@@ -533,7 +564,27 @@ function childGenerator(port: number, groups: readonly ClientGroup[], churn: Chu
   const args = ['--port', String(port), '--workload', groupsSpec(groups), '--seconds', String(maxSeconds), '--ramp', String(rampS)];
   if (churn) args.push('--churn', `${churn.minS}-${churn.maxS}`, '--kill', String(churn.killFraction));
   const child = spawnLoadgen(args, env);
-  return { stats: () => child.progress(), stop: () => child.stop() };
+  let stopping = false;
+  let died: string | undefined;
+  child.proc.once('exit', (code, signal) => {
+    if (!stopping) died = `the load generator (pid ${child.pid}) exited (${code ?? signal}) before the harness stopped it`;
+  });
+  let stopped: Promise<LoadStats> | undefined;
+  return {
+    stats: () => child.progress(),
+    died: () => died,
+    stop: () => {
+      stopping = true;
+      // Its clients close gracefully within ~6 s (LoadGen.stop); past 60 s it is stuck.
+      stopped ??= died
+        ? Promise.reject(new Error(died))
+        : withDeadline(child.stop(), 60, `the load generator (pid ${child.pid}) to report its counts after SIGTERM`).catch((err: Error) => {
+            child.proc.kill('SIGKILL');
+            throw err;
+          });
+      return stopped;
+    },
+  };
 }
 
 /** One chaos run against a fresh service process. */
@@ -542,13 +593,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const idleS = opts.idleS ?? 2;
   const sync = opts.sync ?? true;
   const storeWaitS = opts.storeWaitS ?? 60;
-  const gcEveryS = opts.gcEveryS ?? defaultGcEvery(opts.loadS);
+  const forcedGc = opts.forcedGc ?? true;
+  const gcEveryS = forcedGc ? (opts.gcEveryS ?? defaultGcEvery(opts.loadS)) : 0;
+  const alloc = allocatorEnv(opts.allocator);
+  if (!opts.allocator && alloc.allocator === 'system') log('libjemalloc.so.2 not found: the service runs on glibc malloc, as bin/lc3-pusher would (apt-get install -y libjemalloc2)');
   mkdirSync(opts.outDir, { recursive: true });
   // Every consumer (webhooks, audio apps, conversation processing) points at a slow sink.
   const sink = opts.sinks === false ? undefined : await startSink(opts.sinkDelayMs);
   const consumers = sink ? sinkConfig(sink.url, sync) : { settings: { default: { private_cloud_sync: sync } }, env: {} };
   const svc = await startService({
-    env: { ADMIN_TOKEN, ...consumers.env, ...opts.env, ...opts.childEnv },
+    env: { ADMIN_TOKEN, ...consumers.env, ...alloc.env, ...opts.env, ...opts.childEnv },
     faults: opts.faults,
     settings: consumers.settings,
     nodeArgs: opts.serviceNodeArgs ?? [],
@@ -556,7 +610,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     await sink?.close();
     throw err;
   });
+  const reported = reportedAllocator(await svc.scrape().catch(() => [] as PromSample[]));
   log(`service pid ${svc.pid} on ${svc.baseUrl}${opts.faults ? ` with test faults "${opts.faults}"` : ''}; data in ${svc.dir}`);
+  log(`allocator: started on ${alloc.allocator}; the service reports ${reported ?? 'nothing (no pusher_build_info)'}`);
   // Hard bound for the whole run: phases + generous slack for start-up, drain and store waits.
   const budgetS = opts.deadlineS ?? idleS + opts.warmupS + opts.loadS + opts.cooldownS + storeWaitS + 90;
   const watchdog = setTimeout(() => {
@@ -589,6 +645,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         crashed = true;
         break;
       }
+      const gone = gen?.died?.();
+      if (gone) throw new Error(`${gone}, during the ${name} phase: the run is void`);
       const s = await sample(name);
       // During the load, now and then: live memory (a sample right after a full GC everywhere).
       if (name === 'load' && gcEveryS > 0 && s.t - start >= nextGc && s.t - start < seconds - 2) {
@@ -596,7 +654,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         if (await forceGc(svc.baseUrl, ADMIN_TOKEN)) {
           await new Promise((r) => setTimeout(r, 1000));
           (await sample(name)).afterGc = true;
-        }
+        } else log(`  forced GC (GET /debug/gc, 30 s deadline) failed at t=${s.t.toFixed(0)}s: no live-memory sample`);
       }
       if (k % 5 === 0) {
         log(
@@ -612,12 +670,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     }
     // Plateau and final figures after a full GC, when the service can be asked for one:
     // otherwise lazily collected garbage looks like growth.
-    const gc = (name === 'warmup' || name === 'cooldown') && !crashed && (await forceGc(svc.baseUrl, ADMIN_TOKEN));
+    const gc = forcedGc && (name === 'warmup' || name === 'cooldown') && !crashed && (await forceGc(svc.baseUrl, ADMIN_TOKEN));
     if (gc) {
       await new Promise((r) => setTimeout(r, 1000));
       const s = await sample(name);
       s.afterGc = true;
-    }
+    } else if (forcedGc && (name === 'warmup' || name === 'cooldown') && !crashed) log(`  forced GC (GET /debug/gc, 30 s deadline) at the end of the ${name} failed: figures include garbage`);
     phases.push({ name, start, end: now() });
   };
   let load: LoadStats;
@@ -631,16 +689,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     if (!crashed) await runPhase('warmup', opts.warmupS);
     if (!crashed) await runPhase('load', opts.loadS);
     const stopping = gen.stop();
+    stopping.catch(() => undefined); // awaited after the cooldown; a rejection meanwhile is not unhandled
     if (!crashed) await runPhase('cooldown', opts.cooldownS);
     load = await stopping;
-    /* c8 ignore start */
   } catch (err) {
-    // Not expected (the phases catch their own errors); do not leave a service behind.
-    await gen?.stop();
+    // A load generator that died, or one that would not stop: do not leave a service behind.
+    clearTimeout(watchdog);
+    await gen?.stop().catch(() => undefined);
     await svc.stop();
+    await sink?.close();
     throw err;
   }
-  /* c8 ignore stop */
   const m = await svc.scrape().catch(() => [] as PromSample[]);
   log(`waiting up to ${storeWaitS} s for the uploads`);
   const store = await waitForStore({ scrape: () => svc.scrape(), storeDir: svc.storeDir, spoolDir: svc.spoolDir, load, sync, waitS: storeWaitS });
@@ -658,6 +717,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     crashed,
     exit,
     store,
+    allocator: { requested: alloc.allocator, reported },
   };
   const checks = evaluate(outcome, opts.bounds);
   const { log: _log, outDir: _out, ...options } = opts;
@@ -688,6 +748,7 @@ export function describe(r: ChaosReport): string[] {
     `slope over load: RSS ${f.slopeMbPerMin.toFixed(2)} ± ${(2 * f.slopeStdErr).toFixed(2)} MB/min (r² ${f.slopeR2.toFixed(2)}), after forced GCs ${f.liveSlopePoints >= 3 ? `${f.liveSlopeMbPerMin.toFixed(2)} ± ${(2 * f.liveSlopeStdErr).toFixed(2)} MB/min (${f.liveSlopePoints} points)` : 'n/a'}, main heap ${f.mainHeapSlopeMbPerMin.toFixed(2)} MB/min, shard heaps ${f.shardHeapSlopeMbPerMin.toFixed(2)} MB/min; RSS anon ${f.rssAnonSlopeMbPerMin.toFixed(2)}, shmem ${f.rssShmemSlopeMbPerMin.toFixed(2)}, main external ${f.mainExternalSlopeMbPerMin.toFixed(2)} MB/min`,
     `load: ${l.clients} clients, ${l.connects} connects (${l.reconnects} reconnects), ${l.closes} closes, ${l.kills} kills; ${l.messages} messages, ${l.lc3Frames} LC3 frames, ${fmtBytes(l.audioBytes)} audio; ${l.replies} replies, ${l.acks.messages} acks; late ${l.lateMessages}, generator loop p99 ${l.loopDelayP99Ms.toFixed(1)} ms`,
   ];
+  if (r.allocator) lines.push(`allocator: started on ${r.allocator.requested}; pusher_build_info says ${r.allocator.reported ?? 'n/a'}${r.options.forcedGc === false ? '; no forced GCs (raw RSS only)' : ''}`);
   if (r.sink) lines.push(`slow sink (webhooks, audio apps, conversation processing) received: ${JSON.stringify(r.sink.requests)}`);
   for (const c of r.checks) lines.push(`  [${c.skipped ? 'skip' : c.ok ? ' ok ' : 'FAIL'}] ${c.name}: ${c.detail}`);
   lines.push(`report ${r.files.json} · chart ${r.files.svg} · service log ${r.files.serviceLog}`);
@@ -733,9 +794,13 @@ export function ciOptions(outDir: string, log?: (line: string) => void, childEnv
   return { real, control: { ...base, name: 'ci-positive-control', faults: 'leak_on_close' } };
 }
 
-/** CI verdict: every check of the real run passed, and the control's leftovers check failed. */
-export function ciVerdict(real: Pick<ChaosReport, 'checks'>, control: Pick<ChaosReport, 'checks'>): { ok: boolean; messages: string[] } {
+/**
+ * CI verdict: every check of the real run passed, and the control's leftovers check failed; with
+ * `defaultAllocator` (libjemalloc2 installed: 'jemalloc'), the real run's service reported it.
+ */
+export function ciVerdict(real: Pick<ChaosReport, 'checks' | 'allocator'>, control: Pick<ChaosReport, 'checks'>, defaultAllocator?: Allocator): { ok: boolean; messages: string[] } {
   const messages: string[] = [];
+  if (defaultAllocator && real.allocator?.reported !== defaultAllocator) messages.push(`real service runs on ${real.allocator?.reported ?? 'an unreported allocator'}, not the default ${defaultAllocator}`);
   for (const c of real.checks) if (!c.ok) messages.push(`real service failed ${c.name}: ${c.detail}`);
   const flagged = control.checks.find((c) => c.name === 'leftovers');
   if (flagged?.ok !== false) messages.push(`positive control (leak_on_close) NOT flagged: ${flagged?.detail ?? 'no leftovers check'}`);
@@ -746,5 +811,5 @@ export async function runCi(outDir: string, log?: (line: string) => void, childE
   const o = ciOptions(outDir, log, childEnv);
   // Side by side: every check is about counts and memory of each service's own process, none about timing.
   const [real, control] = await Promise.all([runChaos(o.real), runChaos(o.control)]);
-  return { ...ciVerdict(real, control), real, control };
+  return { ...ciVerdict(real, control, jemallocPath() ? 'jemalloc' : undefined), real, control };
 }

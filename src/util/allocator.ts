@@ -43,3 +43,18 @@ export function jemallocPath(env: NodeJS.ProcessEnv = process.env): string | und
   return undefined;
   /* c8 ignore stop */
 }
+
+/**
+ * The environment that puts a `node` process on `choice` the way bin/lc3-pusher does, for tools
+ * that start node themselves (the chaos harness passes node flags, so it cannot go through the
+ * launcher). Unset choice: what the launcher does by default, jemalloc when installed. Asking for
+ * jemalloc without the library is an error, as it is for the launcher.
+ */
+export function allocatorEnv(choice: Allocator | undefined, env: NodeJS.ProcessEnv = process.env): { allocator: Allocator; env: Record<string, string> } {
+  if (choice !== undefined && choice !== 'jemalloc' && choice !== 'system') throw new Error(`allocator "${String(choice)}": expected jemalloc or system`);
+  if (choice === 'system') return { allocator: 'system', env: { LC3_PUSHER_ALLOCATOR: 'system' } };
+  const lib = jemallocPath(env);
+  if (lib) return { allocator: 'jemalloc', env: { LD_PRELOAD: lib, LC3_PUSHER_ALLOCATOR: 'jemalloc' } };
+  if (choice === 'jemalloc') throw new Error('allocator jemalloc: libjemalloc.so.2 not found (apt-get install -y libjemalloc2)');
+  return { allocator: 'system', env: { LC3_PUSHER_ALLOCATOR: 'system' } };
+}
