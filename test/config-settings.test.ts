@@ -2,7 +2,7 @@
 // (kind, bounds, values), so a setting added later is covered without touching this file.
 import t from 'tap';
 import { main } from '../src/cli.js';
-import { ConfigError, flagOf, formatBytes, loadConfig, resolveConfig, SETTING_NAMES, settingOf, type Kind, type SettingName } from '../src/config.js';
+import { ConfigError, flagOf, formatBytes, loadConfig, parseBytes, resolveConfig, SETTING_NAMES, settingOf, type Kind, type SettingName } from '../src/config.js';
 
 // The test process's own environment must not leak into the expectations.
 for (const n of SETTING_NAMES) delete process.env[n];
@@ -170,4 +170,17 @@ t.test('serve validates flags and env exactly as config does, before starting', 
   t.same(unknown.err, ["error: unknown option '--prot' (Did you mean --port?)"], 'an unknown flag: one line with the suggestion');
   const bare = await cli(['config', '--webhook-allow-private', '--json']);
   t.equal(JSON.parse(bare.out.join('\n')).WEBHOOK_ALLOW_PRIVATE, true, 'a bare boolean flag means 1');
+});
+
+t.test('sizes: units in, the largest whole binary unit out', async (t) => {
+  t.equal(parseBytes('1000'), 1000);
+  t.equal(parseBytes('1.5MB'), 1.5e6);
+  t.equal(parseBytes(' 2 gib '), 2 * 2 ** 30, 'units are case-insensitive, spaces ignored');
+  t.throws(() => parseBytes('lots'), { message: /not a size: "lots"/ });
+  t.equal(formatBytes(16 * 2 ** 20), '16MiB');
+  t.equal(formatBytes(3 * 2 ** 40), '3TiB');
+  t.equal(formatBytes(1536), '1536', 'not a whole KiB: plain bytes');
+  t.equal(formatBytes(1.5e6), '1500000');
+  const r = await cli(['config', '--spool-max-bytes', '1.5MB']);
+  t.ok(r.out.some((l) => /^SPOOL_MAX_BYTES=1500000 +# flag$/.test(l)), 'config shows what was parsed');
 });

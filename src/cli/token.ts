@@ -4,7 +4,9 @@ import { Command } from 'commander';
 import { signToken } from '../server/auth.js';
 import { ID_PATTERN } from '../spool/names.js';
 
-export class TokenError extends Error {}
+export class TokenError extends Error {
+  override readonly name = 'TokenError';
+}
 
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 export const MAX_TTL_S = 366 * 86400;

@@ -6,6 +6,7 @@ import { ConfigProblem } from './kinds.js';
 import { CHECKS, defaultOf, flagOf, SETTING_NAMES, settingOf, type Config, type SettingName } from './settings.js';
 
 export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
   constructor(
     /** The setting the message points at. */
     readonly setting: SettingName,

@@ -46,7 +46,8 @@ export function effectiveSettings(r: Resolved): EffectiveSetting[] {
 
 /** `NAME=value` lines (shell-style, '' for unset) with where each value came from. */
 export function formatEffective(list: EffectiveSetting[]): string[] {
-  const width = Math.max(...list.map((e) => e.name.length + 1 + JSON.stringify(e.value).length));
+  // Sources line up, except after a value so long that aligning to it would push all of them right.
+  const width = Math.min(48, Math.max(...list.map((e) => e.name.length + 1 + JSON.stringify(e.value).length)));
   return list.map((e) => {
     const v = /^[\w./:@*%+,=-]*$/.test(e.value) && e.value !== '' ? e.value : JSON.stringify(e.value);
     const line = `${e.name}=${v}`;
