@@ -6,6 +6,7 @@
 import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
@@ -29,6 +30,37 @@ const MODELS: Record<string, new (o: Obj) => { validate(): void }> = {
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
   'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
 };
+
+/**
+ * kubernetes-models' validators check types and required fields but let unknown fields through
+ * (a typo such as `terminationGracePeriod` would pass, then be refused by kubectl's strict field
+ * validation). Its TypeScript interfaces know every field: each manifest becomes an object
+ * literal typed with its interface, and the compiler's excess-property check finds the rest.
+ */
+function unknownFields(docs: { file: string; obj: Obj }[]): string[] {
+  const lines: string[] = [];
+  const files: string[] = [];
+  for (const { file, obj } of docs) {
+    const key = `${obj.apiVersion}/${obj.kind}`;
+    if (!MODELS[key]) continue;
+    const n = files.length;
+    lines.push(`import type { I${obj.kind} as T${n} } from 'kubernetes-models/${key}';`, `export const m${n}: T${n} = ${JSON.stringify(obj)};`);
+    files.push(file, file);
+  }
+  const name = join(root, 'test', '__deploy-k8s-manifests__.ts'); // never written: served by the host below
+  const text = lines.join('\n');
+  const options: ts.CompilerOptions = { module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, strict: true, noEmit: true, skipLibCheck: true, types: [] };
+  const host = ts.createCompilerHost(options);
+  const { getSourceFile, fileExists, readFile } = host;
+  host.getSourceFile = (f, v, ...rest) => (f === name ? ts.createSourceFile(f, text, v) : getSourceFile.call(host, f, v, ...rest));
+  host.fileExists = (f) => f === name || fileExists.call(host, f);
+  host.readFile = (f) => (f === name ? text : readFile.call(host, f));
+  const program = ts.createProgram([name], options, host);
+  return ts.getPreEmitDiagnostics(program).map((d) => {
+    const line = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line : -1;
+    return `${files[line] ?? '?'}: ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`;
+  });
+}
 
 function loadManifests(): { file: string; obj: Obj }[] {
   const out: { file: string; obj: Obj }[] = [];
@@ -174,8 +206,12 @@ t.test('every manifest is valid against the Kubernetes schemas', async (t) => {
   const nameless = copy();
   delete containerOf(nameless).name;
   t.throws(() => new StatefulSet(stsOf(nameless)).validate(), 'a missing required field fails the schema');
-  // (Unknown fields are not schema errors to kubernetes-models; kubectl's strict field validation
-  // refuses them at apply time.)
+  // One compilation (seconds) for the manifests and a mutated copy with a misspelt field.
+  const typo = stsOf(copy());
+  typo.spec.template.spec.terminationGracePeriod = 45;
+  const found = unknownFields([...manifests, { file: 'mutated copy', obj: typo }]);
+  t.same(found.filter((f) => !f.startsWith('mutated copy:')), [], 'no field the Kubernetes API does not know');
+  t.match(found.join('\n'), /mutated copy: .*terminationGracePeriod\W+ does not exist in type 'IPodSpec'/, 'a misspelt field is found');
 });
 
 t.test('the kustomization lists every manifest, and the image is this version', async (t) => {
