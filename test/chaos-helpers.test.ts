@@ -35,6 +35,7 @@ import { addCounts, auditStore, compareAudio, countFiles } from '../scripts/lib/
 import { createServer } from 'node:http';
 import { sinkConfig, startSink } from '../scripts/lib/sink.js';
 import { allocatorEnv, jemallocPath } from '../src/util/allocator.js';
+import { framesLost, markdownTable, soakPlan, soakRow } from '../scripts/soak-allocators.js';
 
 t.test('least-squares slope', async (t) => {
   const f = fitLine([0, 1, 2, 3], [1, 3, 5, 7]);
@@ -735,4 +736,39 @@ t.test('withDeadline: the value, or an error naming what was waited for', async 
   t.equal(await withDeadline(Promise.resolve(7), 1, 'seven'), 7);
   await t.rejects(withDeadline(new Promise(() => {}), 0.05, 'the load generator to stop'), /gave up after 0\.05 s waiting for the load generator to stop/);
   await t.rejects(withDeadline(Promise.reject(new Error('own error')), 1, 'x'), /own error/);
+});
+
+t.test('soak-allocators: plan, frames lost, table rows', async (t) => {
+  t.same(soakPlan(['jemalloc', 'system'], 'on', 1), [
+    { allocator: 'jemalloc', forcedGc: true, repeat: 1 },
+    { allocator: 'system', forcedGc: true, repeat: 1 },
+  ]);
+  const both = soakPlan(['jemalloc', 'system'], 'both', 3);
+  t.equal(both.length, 8, 'three runs of the default and one of glibc, with and without forced GCs');
+  t.same(both.map((r) => `${r.allocator}${r.repeat}${r.forcedGc ? '+' : '-'}`), ['jemalloc1+', 'jemalloc2+', 'jemalloc3+', 'system1+', 'jemalloc1-', 'jemalloc2-', 'jemalloc3-', 'system1-']);
+  t.same(soakPlan(['system'], 'off', 2), [{ allocator: 'system', forcedGc: false, repeat: 1 }]);
+
+  const o = outcome();
+  t.equal(framesLost(o), undefined, 'sync off: not checked');
+  const k = (frames: number) => ({ kind: 'lc3' as const, frames, bytes: frames * 30 });
+  const none = { objects: 0, uncommitted: 0, perKey: {}, errors: [] };
+  const load = { ...o.load, perKey: { a: k(100), b: k(50) }, uncertain: { frames: 2, bytes: 60, perKey: { b: k(2) } } };
+  const store = { totals: { ...none, objects: 2, perKey: { a: k(90) } }, spool: { ...none, objects: 1, perKey: { a: k(10), b: k(40) } } };
+  t.same(framesLost({ load, store }), { lost: 8, stored: 140 }, 'b: 50 sent, 2 uncertain, 40 durable: 8 lost');
+
+  const report = { ...o, load, store, checks: evaluate(o, bounds), allocator: { requested: 'jemalloc' as const, reported: 'jemalloc' }, options: { loadS: 600 } };
+  const row = soakRow({ allocator: 'jemalloc', forcedGc: true, repeat: 2 }, report as unknown as Parameters<typeof soakRow>[1]);
+  t.equal(row[0], 'jemalloc (default) #2, forced GCs on');
+  t.equal(row[1], '600 s');
+  t.match(row[2], /^-?\d+\.\d\d ± \d+\.\d\d MB\/min \(r² -?\d\.\d\d\)$/);
+  t.equal(row[3], 'n/a', 'no live samples in this run');
+  t.match(row[4], /^[+−]\d+\.\d MB \(PASS\)$/);
+  t.equal(row[5], '8 (140 stored)');
+  const odd = soakRow({ allocator: 'system', forcedGc: false, repeat: 1 }, { ...report, allocator: { requested: 'system', reported: 'jemalloc' } } as unknown as Parameters<typeof soakRow>[1]);
+  t.equal(odd[0], 'glibc malloc (LC3_PUSHER_ALLOCATOR=system), forced GCs off (service reports jemalloc!)');
+  t.equal(soakRow({ allocator: 'system', forcedGc: false, repeat: 1 }, { ...report, store: o.store } as unknown as Parameters<typeof soakRow>[1])[5], 'not checked');
+  const md = markdownTable([row]).split('\n');
+  t.equal(md[0], '| run | load | raw RSS slope | live slope (after forced GCs) | RSS after cooldown vs plateau | frames lost |');
+  t.equal(md[1], '| --- | --- | --- | --- | --- | --- |');
+  t.equal(md[2], `| ${row.join(' | ')} |`);
 });
