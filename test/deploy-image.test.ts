@@ -135,6 +135,26 @@ t.test('the Dockerfile', async (t) => {
   t.doesNotThrow(() => loadConfig(env), 'the image ENV is a valid configuration');
 });
 
+t.test('build-steps.sh refuses bad input with the problem named', async (t) => {
+  const script = join(root, 'deploy/build-steps.sh');
+  const cwd = t.testdir({ full: { x: '' } });
+  const cases: [string[], RegExp][] = [
+    [['bogus'], /unknown step 'bogus'; steps: toolchain deps wasm ts assemble prune smoke runtime-packages runtime-user/],
+    [[], /unknown step ''/],
+    [['assemble'], /assemble: which directory\?/],
+    [['assemble', 'full'], /assemble: full is not empty/],
+    [['assemble', 'new'], /assemble: package.json is missing .*build it first/],
+    [['prune', 'nowhere'], /prune: nowhere has no package.json/],
+    [['smoke'], /smoke: \(none\) has no bin\//],
+    [['ts'], /ts: deploy\/tsconfig.image.json is missing/],
+  ];
+  for (const [args, want] of cases) {
+    const r = spawnSync('bash', [script, ...args], { cwd, encoding: 'utf8' });
+    t.not(r.status, 0, `${args.join(' ') || '(no step)'} fails`);
+    t.match(r.stderr, want, `${args.join(' ') || '(no step)'}: says why`);
+  }
+});
+
 /** Paths a .dockerignore line excludes (plain paths and `**\/*.ext`, what ours uses). */
 function ignored(patterns: string[], rel: string): boolean {
   return patterns.some((p) => (p.startsWith('**/*') ? rel.endsWith(p.slice(4)) : rel === p || rel.startsWith(`${p}/`)));
@@ -191,9 +211,10 @@ t.test('its build steps run here, and the result serves under tini as the image 
     }
     const env = { ...process.env, ...step.env, BUILD_STEPS_CLEAN_APT: '', BUILD_STEPS_LINK: '1', _TAPJS_PROCESSINFO_COVERAGE_: '0' };
     const r = spawnSync('bash', [join(ctx, 'deploy/build-steps.sh'), step.step, ...args], { cwd: ctx, env, encoding: 'utf8', timeout: 300_000 });
-    t.equal(r.status, 0, `step ${step.step} (${Date.now() - started} ms)${r.status === 0 ? '' : `:\n${r.stderr}${r.stdout}`}`);
+    return t.equal(r.status, 0, `step ${step.step} (${Date.now() - started} ms)${r.status === 0 ? '' : `:\n${r.stderr}${r.stdout}`}`);
   };
-  for (const s of [...runSteps(build), ...runSteps(runtime)]) run(s);
+  // In the Dockerfile's order; a failed step ends the build, as it would there.
+  for (const s of [...runSteps(build), ...runSteps(runtime)]) if (!run(s)) return;
 
   t.equal(sha(join(root, 'node_modules/.package-lock.json')), lockBefore, 'the work tree’s node_modules is untouched');
   t.ok(existsSync(join(root, 'node_modules/typescript')), 'and keeps its devDependencies');
