@@ -567,7 +567,7 @@ function childGenerator(port: number, groups: readonly ClientGroup[], churn: Chu
   let stopping = false;
   let died: string | undefined;
   child.proc.once('exit', (code, signal) => {
-    if (!stopping) died = `the load generator (pid ${child.pid}) exited (${code ?? signal}) before the harness stopped it`;
+    if (!stopping) died = `the load generator (pid ${child.pid}) exited (${code ?? signal}${code === 0 ? `: its --seconds ${maxSeconds} bound` : ''}) before the harness stopped it`;
   });
   let stopped: Promise<LoadStats> | undefined;
   return {
@@ -682,7 +682,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   try {
     await runPhase('idle', idleS);
     const rampS = opts.rampS ?? Math.min(2, opts.warmupS / 2);
-    const maxSeconds = opts.warmupS + opts.loadS + 30;
+    // Only a bound for a generator left behind: the harness stops it. Phases can take longer than
+    // their seconds on a loaded machine (a forced GC or a scrape waits up to its deadline), so the
+    // bound outlasts the run's whole budget (the watchdog ends the run first), not warm-up + load:
+    // a generator that ends early voids the run.
+    const maxSeconds = budgetS + 60;
     gen = opts.loadgenProcess
       ? childGenerator(svc.port, opts.groups, opts.churn, rampS, maxSeconds, opts.childEnv)
       : new LoadGen({ port: svc.port, groups: opts.groups, churn: opts.churn, rampS, maxSeconds }).start();
