@@ -1,6 +1,7 @@
 // Inside a shard: the durable spool as the sessions' sink. One ShardSpool per shard (one group
 // commit, one fsync for all its sessions); durable counts become 202 acks for ack=1 sessions.
 import { announceSealed } from '../spool/channel.js';
+import { faultInjectingIo, nodeIo } from '../spool/io.js';
 import { SpoolQuota } from '../spool/quota.js';
 import { ShardSpool } from '../spool/shard-spool.js';
 import type { SessionInit, ShardEvent } from '../session/protocol.js';
@@ -11,6 +12,8 @@ export interface SpoolWorkerConfig {
   fsyncMs: number;
   chunkSeconds: number;
   quotaSab: SharedArrayBuffer;
+  /** Test only: LC3_PUSHER_TEST_SPOOL_FAULTS, a rule file for faultInjectingIo (src/spool/io.ts). */
+  ioFaults?: string | undefined;
 }
 
 export interface ShardSpoolSinks {
@@ -23,6 +26,8 @@ export interface ShardSpoolSinks {
 export function createSpoolSinks(shard: number, cfg: SpoolWorkerConfig, emit: (ev: ShardEvent) => void, onError: (err: Error, ctx: string) => void): ShardSpoolSinks {
   /** session id → slot, for the sessions that asked for acks. */
   const ackSlots = new Map<number, number>();
+  /** session id → slot, for every session with a spool (closed with 1011 when the journal is lost). */
+  const slots = new Map<number, number>();
   const lastBytes = new Map<number, number>();
   let durable = 0;
   const spool = new ShardSpool({
@@ -39,6 +44,15 @@ export function createSpoolSinks(shard: number, cfg: SpoolWorkerConfig, emit: (e
     },
     onSealed: (c) => announceSealed({ name: c.name, bytes: c.bytes }),
     onError,
+    io: cfg.ioFaults ? faultInjectingIo(nodeIo, cfg.ioFaults) : nodeIo,
+    onFsyncFailure: (err, f) => {
+      // The context names it "fsync" so the shard's log writes it at `error` (see shard-main.ts).
+      onError(err, f.rewriteFailed ? 'fsync failed, and the rewrite into a new segment too' : `fsync failed (${f.where})`);
+      if (!f.rewriteFailed) return;
+      // What these sessions sent since their last ack may never become durable: close them so
+      // their clients reconnect and resend it (anything acknowledged is safe in the journal).
+      for (const slot of slots.values()) emit({ t: 'close', slot, code: 1011, reason: 'spool journal cannot be made durable (fsync failed)' });
+    },
   });
   return {
     spool,
@@ -52,6 +66,7 @@ export function createSpoolSinks(shard: number, cfg: SpoolWorkerConfig, emit: (e
         format: init.codec === 'lc3' ? { kind: 'lc3', frameUs: init.frameUs, sampleRate: init.sampleRate, frameBytes: init.frameBytes } : { kind: 'pcm16', sampleRate: init.sampleRate },
       });
       if (init.ack) ackSlots.set(init.id, slot);
+      slots.set(init.id, slot);
       return {
         audio: (data, off, len, frames, first) => s.appendRange(data, off, len, frames, first),
         conversation: (id) => s.switchConversation(id),
@@ -60,6 +75,7 @@ export function createSpoolSinks(shard: number, cfg: SpoolWorkerConfig, emit: (e
             await s.close();
           } finally {
             ackSlots.delete(init.id);
+            slots.delete(init.id);
             lastBytes.delete(init.id);
           }
         },

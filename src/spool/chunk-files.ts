@@ -85,6 +85,12 @@ export class ChunkFiles {
       }
       this.ctx.counters.writeErrors++;
       this.ctx.error(e, 'chunk write');
+      if (errCode(e) === 'EIO') {
+        // The device refused a write: what the file holds is no evidence; the sealer rewrites it
+        // from the journal before its fdatasync.
+        c.rebuild = true;
+        this.ctx.fsyncFailed(e, { where: 'chunk', rewriteFailed: false });
+      }
     }
   }
 

@@ -7,6 +7,8 @@ import type { SpoolQuota } from './quota.js';
 export interface SpoolCounters {
   commits: number;
   commitErrors: number;
+  /** Failed fdatasyncs (or EIO writes) of a journal segment or of a chunk file being sealed. */
+  fsyncFailures: number;
   writeErrors: number;
   sealErrors: number;
   sealedChunks: number;
@@ -15,13 +17,24 @@ export interface SpoolCounters {
 
 const noop = (): void => undefined;
 
+export interface FsyncFailure {
+  /** The journal (a segment's write or fdatasync) or a chunk file (its write, or its fdatasync when sealing). */
+  where: 'journal' | 'chunk';
+  /**
+   * Journal only: this was the rewrite of a batch whose first fsync had failed, into a new
+   * segment, and it failed too: what the sessions sent since their last ack is not durable and
+   * may not become so; the shard closes them (1011) so clients resend it.
+   */
+  rewriteFailed: boolean;
+}
+
 export class SpoolContext {
   /** Audio held in memory: appended but not journaled, or journaled but not yet in its chunk file. */
   held = 0;
   congested = false;
   /** Set by ShardSpool.abort(): nothing new starts. */
   aborted = false;
-  readonly counters: SpoolCounters = { commits: 0, commitErrors: 0, writeErrors: 0, sealErrors: 0, sealedChunks: 0, maxCommitMs: 0 };
+  readonly counters: SpoolCounters = { commits: 0, commitErrors: 0, fsyncFailures: 0, writeErrors: 0, sealErrors: 0, sealedChunks: 0, maxCommitMs: 0 };
 
   constructor(
     readonly io: SpoolIo,
@@ -30,7 +43,19 @@ export class SpoolContext {
     private readonly maxPending: number,
     private readonly onCongestion: (congested: boolean) => void = noop,
     private readonly onError: (err: Error, context: string) => void = noop,
+    private readonly onFsyncFailure: (err: Error, f: FsyncFailure) => void = noop,
   ) {}
+
+  /**
+   * A failed fdatasync (or an EIO write): after it the page cache is no evidence of anything and
+   * retrying the fsync on the same file proves nothing, so the caller gives that file up (a new
+   * journal segment; a chunk file rebuilt from the journal). Counted and reported.
+   */
+  fsyncFailed(e: unknown, f: FsyncFailure): void {
+    this.counters.fsyncFailures++;
+    const err = e instanceof Error ? e : new Error(String(e));
+    this.report(() => this.onFsyncFailure(err, f), 'onFsyncFailure');
+  }
 
   /** Reports a change of `congested` (held ≥ maxPendingBytes) through onCongestion. */
   checkCongestion(): void {

@@ -1,6 +1,6 @@
 // The few file-system operations the spool uses, behind an interface so tests can inject faults
 // (EIO on fsync, ENOSPC on write, a link that fails) and check that nothing acknowledged is lost.
-import { constants, type Dirent } from 'node:fs';
+import { constants, readFileSync, writeFileSync, type Dirent } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rmdir, stat, unlink, rename } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -125,4 +125,49 @@ export async function linkUnique(io: SpoolIo, sealedRoot: string, src: string, n
     }
   }
   throw last;
+}
+
+// ---------------------------------------------------------------- test-only fault injection
+
+/**
+ * Test only (LC3_PUSHER_TEST_SPOOL_FAULTS, honoured only with LC3_PUSHER_TEST_FAULTS): wraps `io`
+ * so that its file writes and fdatasyncs consult `ruleFile` first. While that file exists, each
+ * line `<journal|chunk|any> <write|datasync> <CODE> <count|always>` fails matching operations
+ * with CODE (count decremented in the file). Lets a test fail a live service's fsyncs on cue
+ * without a single test branch in the spool itself.
+ */
+export function faultInjectingIo(io: SpoolIo, ruleFile: string): SpoolIo {
+  const check = (op: 'write' | 'datasync', path: string): void => {
+    let text: string;
+    try {
+      text = readFileSync(ruleFile, 'utf8');
+    } catch {
+      return; // no rule file: no faults
+    }
+    const kind = path.endsWith('.jnl') ? 'journal' : /\.(lc3|wav)$/.test(path) ? 'chunk' : 'other';
+    const lines = text.split('\n');
+    for (let i = 0; i < lines.length; i++) {
+      const [target, ruleOp, code, count] = lines[i]!.trim().split(/\s+/);
+      if (!code || ruleOp !== op || (target !== kind && !(target === 'any' && kind !== 'other'))) continue;
+      if (count !== 'always') {
+        const left = Number(count);
+        if (!(left > 0)) continue;
+        lines[i] = `${target} ${ruleOp} ${code} ${left - 1}`;
+        writeFileSync(ruleFile, lines.join('\n'));
+      }
+      throw Object.assign(new Error(`${code}: injected by ${ruleFile} (${op} ${path})`), { code });
+    }
+  };
+  return {
+    ...io,
+    async open(path, mode) {
+      const f = await io.open(path, mode);
+      return {
+        write: async (d, pos) => (check('write', path), f.write(d, pos)),
+        datasync: async () => (check('datasync', path), f.datasync()),
+        truncate: (n) => f.truncate(n),
+        close: () => f.close(),
+      };
+    },
+  };
 }

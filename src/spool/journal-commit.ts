@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks';
 import type { Chunk, SessionSpool } from './chunk.js';
 import type { ChunkFiles } from './chunk-files.js';
 import type { SpoolContext } from './context.js';
+import { errCode } from './io.js';
 import { REC_DATA, REC_OPEN, REC_SEAL, REC_SEALED, RECORD_HEADER_BYTES, writeRecord } from './journal.js';
 import type { JournalSegments, Segment } from './journal-segments.js';
 import type { Sealer } from './sealer.js';
@@ -53,6 +54,8 @@ export class GroupCommit {
   private carry: { buf: Buffer; items: Item[] } | null = null;
   private chain: Promise<void> = Promise.resolve();
   private next: Promise<void> | null = null;
+  /** The kept batch is the rewrite of one whose fsync failed: if this one fails too, say so. */
+  private rewriting = false;
   lastCommit: CommitStats | null = null;
 
   constructor(
@@ -179,10 +182,18 @@ export class GroupCommit {
       ctx.held += at;
       ctx.counters.commitErrors++;
       ctx.error(e, 'journal');
+      const stage = this.segments.failedAt;
       await this.segments.abandon();
+      // A failed fdatasync, or a write the device refused (EIO), poisons the segment: it is given up
+      // (abandon) and the batch goes whole into a new one at the next commit. Anything else (ENOSPC,
+      // a segment that could not be created) is retried the same way, but is no fsync failure.
+      const fsync = stage === 'sync' || (stage === 'write' && errCode(e) === 'EIO');
+      if (fsync || this.rewriting) ctx.fsyncFailed(e, { where: 'journal', rewriteFailed: this.rewriting });
+      if (fsync) this.rewriting = true;
       ctx.checkCongestion();
       return false;
     }
+    this.rewriting = false;
     ctx.counters.commits++;
     const advanced = this.settle(items, seg, buf);
     this.sealer.pump();

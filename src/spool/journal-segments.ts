@@ -30,6 +30,8 @@ export class JournalSegments {
   private current: Segment | null = null;
   private segSeq = 0;
   private dirReady = false;
+  /** Where the last failed append failed: creating a segment, writing, or its fdatasync. */
+  failedAt: 'segment' | 'write' | 'sync' | null = null;
 
   constructor(
     private readonly ctx: SpoolContext,
@@ -57,12 +59,18 @@ export class JournalSegments {
    * in. Throws on any failure (the caller keeps the batch; nothing of it is acknowledged).
    */
   async append(data: Uint8Array): Promise<{ seg: Segment; writeMs: number; syncMs: number }> {
+    this.failedAt = 'segment';
     const seg = await this.segment();
     const tw = performance.now();
+    this.failedAt = 'write';
     await seg.file!.write(data, seg.size);
     const ts = performance.now();
+    this.failedAt = 'sync';
     await seg.file!.datasync();
+    this.failedAt = null;
     const syncMs = performance.now() - ts;
+    // `size` is what is durable: after a failed write or fsync the segment is abandoned, and what
+    // the page cache holds past `size` is no evidence of anything (dataRecords never reads it).
     seg.size += data.length;
     this.ctx.quota.add(data.length);
     return { seg, writeMs: ts - tw, syncMs };
@@ -138,11 +146,15 @@ export class JournalSegments {
     }
   }
 
-  /** Every DATA record of chunk `chunkId`, read back from segment `from` on (to rebuild its file). */
+  /**
+   * Every DATA record of chunk `chunkId`, read back from segment `from` on (to rebuild its file).
+   * Only the durable prefix of each segment is read: a batch whose write or fdatasync failed may
+   * still be readable from the page cache, and it was rewritten into a later segment anyway.
+   */
   async *dataRecords(from: Segment, chunkId: number): AsyncGenerator<JournalRecord> {
     const start = this.segments.indexOf(from);
     for (const seg of this.segments.slice(start)) {
-      const { records } = parseSegment(await this.ctx.io.readFile(seg.path));
+      const { records } = parseSegment((await this.ctx.io.readFile(seg.path)).subarray(0, seg.size));
       for (const r of records) if (r.chunkId === chunkId && r.type === REC_DATA) yield r;
     }
   }

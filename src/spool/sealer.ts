@@ -83,12 +83,15 @@ export class Sealer {
 
   private async sealOne(c: Chunk): Promise<void> {
     const io = this.ctx.io;
+    let syncing = false;
     try {
       if (c.sealStep === 0) {
         if (c.rebuild) await this.rebuildChunk(c);
         const f = c.file!;
         await f.write(chunkHeader(c.session.format, c.frames), 0);
+        syncing = true;
         await f.datasync();
+        syncing = false;
         c.file = null;
         await f.close().catch(noop); // the data is durable; a failing close changes nothing
         c.sealStep = 1;
@@ -110,6 +113,8 @@ export class Sealer {
     } catch (e) {
       this.ctx.counters.sealErrors++;
       this.ctx.error(e, 'seal');
+      // The chunk file's pages are no evidence now: no SEALED record; rebuilt from the journal (below).
+      if (syncing || (c.sealStep === 0 && errCode(e) === 'EIO')) this.ctx.fsyncFailed(e, { where: 'chunk', rewriteFailed: false });
       if (c.sealStep === 1 && errCode(e) === 'ENOENT') c.sealStep = 0; // the open file is gone: rebuild it
       if (c.sealStep === 0) {
         c.rebuild = true;
@@ -133,6 +138,9 @@ export class Sealer {
 
   /** Rewrites a chunk's file from the journal (after a failed seal: its pages may be lost). */
   private async rebuildChunk(c: Chunk): Promise<void> {
+    const old = c.file; // still open when the lane asked for the rebuild (a write failed with EIO)
+    c.file = null;
+    await old?.close().catch(noop);
     const f = await openInDir(this.ctx.io, c.openAbs, 'rw');
     try {
       await f.write(chunkHeader(c.session.format, 0), 0);

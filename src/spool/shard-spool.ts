@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Chunk, SessionSpool, type SessionHost } from './chunk.js';
 import { ChunkFiles } from './chunk-files.js';
-import { SpoolContext } from './context.js';
+import { SpoolContext, type FsyncFailure } from './context.js';
 import { checkFormat, diskFrameBytes, extFor, frameMs, framesPerChunk, payloadFrameBytes, type SpoolFormat } from './format.js';
 import { nodeIo, type SpoolIo } from './io.js';
 import { GroupCommit, type CommitStats } from './journal-commit.js';
@@ -33,6 +33,7 @@ import { Sealer } from './sealer.js';
 
 export { SessionSpool } from './chunk.js';
 export type { CommitStats } from './journal-commit.js';
+export type { FsyncFailure } from './context.js';
 
 export interface SealedChunk {
   /** Object name = path relative to {dir}/sealed/. */
@@ -64,6 +65,12 @@ export interface ShardSpoolOptions {
   onSealed?: (chunk: SealedChunk) => void;
   /** Bytes held in memory crossed maxPendingBytes (true) or fell back under it (false). */
   onCongestion?: (congested: boolean) => void;
+  /**
+   * A journal fdatasync (or an EIO write) failed, or a chunk file's while sealing: logged at
+   * `error` and counted. `rewriteFailed`: the batch could not be made durable in a new segment
+   * either — close the shard's sessions (1011), clients resend what was not acknowledged.
+   */
+  onFsyncFailure?: (err: Error, f: FsyncFailure) => void;
   /** Errors the spool handles itself (it retries); for logs and metrics. */
   onError?: (err: Error, context: string) => void;
   /** Wall clock, unix ms (tests). */
@@ -108,6 +115,8 @@ export interface ShardSpoolStats {
   congested: boolean;
   commits: number;
   commitErrors: number;
+  /** Failed fdatasyncs / EIO writes (journal and chunk files); see onFsyncFailure. */
+  fsyncFailures: number;
   writeErrors: number;
   sealErrors: number;
   sealedChunks: number;
@@ -154,7 +163,7 @@ export class ShardSpool implements SessionHost {
     this.chunkSeconds = opts.chunkSeconds ?? 60;
     if (!(this.fsyncMs > 0) || !(this.chunkSeconds > 0)) throw new RangeError('fsyncMs and chunkSeconds must be positive');
     const now = opts.now ?? Date.now;
-    this.ctx = new SpoolContext(opts.io ?? nodeIo, opts.quota, now, opts.maxPendingBytes ?? 32 << 20, opts.onCongestion, opts.onError);
+    this.ctx = new SpoolContext(opts.io ?? nodeIo, opts.quota, now, opts.maxPendingBytes ?? 32 << 20, opts.onCongestion, opts.onError, opts.onFsyncFailure);
     this.maxChunkAgeMs = opts.maxChunkAgeMs ?? 2 * this.chunkSeconds * 1000;
     this.onSealed = opts.onSealed ?? noop;
     this.run = `${now().toString(36)}${randomBytes(2).toString('hex')}`;
@@ -201,6 +210,7 @@ export class ShardSpool implements SessionHost {
       congested: this.ctx.congested,
       commits: c.commits,
       commitErrors: c.commitErrors,
+      fsyncFailures: c.fsyncFailures,
       writeErrors: c.writeErrors,
       sealErrors: c.sealErrors,
       sealedChunks: c.sealedChunks,
