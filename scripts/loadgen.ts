@@ -7,6 +7,8 @@
 //
 // --workload NAME[+ack][:CLIENTS][@RATE|@max],…  NAME ∈ device, omi-leak1, omi-leak2, idle
 // --json: prints JSON lines (events, then {"event":"result",…}) for a parent process to read.
+// LC3_LOADGEN_EXIT_AFTER_MS=N (a test fault): the process exits with code 3 after N ms, without a
+// result — how the benchmark tests prove that a generator that dies ends a run instead of hanging it.
 import { parseArgs } from 'node:util';
 import { LoadGen, parseChurn, parseGroups, type LoadStats } from './lib/loadgen.js';
 
@@ -36,6 +38,11 @@ workloads: device (lc3_fs1030, 100 msgs/s), device+ack, omi-leak1 (103 then 104 
 const seconds = Number(values.seconds);
 if (!(seconds > 0 && seconds <= 24 * 3600)) throw new Error('--seconds must be in (0, 86400]');
 const json = values.json;
+const dieAfter = process.env.LC3_LOADGEN_EXIT_AFTER_MS;
+if (dieAfter !== undefined && !/^\d+$/.test(dieAfter)) {
+  console.error(`loadgen: LC3_LOADGEN_EXIT_AFTER_MS must be a whole number of milliseconds, not "${dieAfter}"`);
+  process.exit(2);
+}
 const out = (event: string, fields: object) => {
   if (json) console.log(JSON.stringify({ event, ...fields }));
 };
@@ -48,21 +55,31 @@ const gen = new LoadGen({
   tickMs: Number(values.tick),
   maxSeconds: seconds + 5,
 }).start();
-out('started', { pid: process.pid });
+out('started', { pid: process.pid, clients: gen.stats().clients });
+if (dieAfter !== undefined) {
+  setTimeout(() => {
+    console.error(`loadgen: exiting after ${dieAfter} ms without a result (LC3_LOADGEN_EXIT_AFTER_MS, a test fault)`);
+    process.exit(3);
+  }, Number(dieAfter));
+}
 const t0 = Date.now();
-let all = false;
+// "connected" as soon as it is true (checked every 50 ms, not with the 1 s progress lines): a
+// parent waiting for it should not wait up to a second more than it must.
+const watchConnects = setInterval(() => {
+  const s = gen.stats();
+  if (s.connected !== s.clients) return;
+  clearInterval(watchConnects);
+  out('connected', { clients: s.clients, afterS: (Date.now() - t0) / 1000 });
+}, 50);
 const progress = setInterval(() => {
   const s = gen.stats();
-  if (!all && s.connected === s.clients) {
-    all = true;
-    out('connected', { clients: s.clients, afterS: (Date.now() - t0) / 1000 });
-  }
   if (json) out('progress', { t: s.elapsedS, connected: s.connected, messages: s.messages, lc3Frames: s.lc3Frames, late: s.blockedTicks });
   else console.error(`t=${s.elapsedS.toFixed(0)}s connected ${s.connected}/${s.clients} messages ${s.messages} frames ${s.lc3Frames} reconnects ${s.reconnects} kills ${s.kills} server closes ${JSON.stringify(s.serverCloses)}`);
 }, 1000);
 
 const stop = async (why: string) => {
   clearInterval(progress);
+  clearInterval(watchConnects);
   const r: LoadStats = await gen.stop();
   if (json) out('result', { why, ...r });
   else {

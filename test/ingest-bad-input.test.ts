@@ -121,9 +121,9 @@ t.test('after the upgrade: close codes and reasons, counted, neighbours unharmed
   clearInterval(pump);
   await new Promise<void>((r) => good.send(Buffer.alloc(30), () => r()));
   sent++;
-  await until(async () => (await svc.metricSum('pusher_frames_decoded_total')) >= sent, 10000, 'good session decoded');
+  await until(async () => (await svc.metricSum('pusher_frames_received_total')) >= sent, 10000, 'good session received');
   t.equal(good.readyState, good.OPEN, 'the good session was never disturbed');
-  t.equal(await svc.metricSum('pusher_frames_decoded_total'), sent, 'every frame of the good session decoded');
+  t.equal(await svc.metricSum('pusher_frames_received_total'), sent, 'every frame of the good session received');
   good.close();
 });
 
@@ -143,7 +143,7 @@ t.test('no ring slot free → 1013', async (t) => {
   await until(async () => (await svc.metricSum('pusher_slots_leased')) === 1, 5000, 'slot freed');
   const d = await svc.ws('/v1/audio/stream?uid=d');
   d.send(Buffer.alloc(30));
-  await until(async () => (await svc.metricSum('pusher_frames_decoded_total')) === 1, 5000, 'new session works');
+  await until(async () => (await svc.metricSum('pusher_frames_received_total')) === 1, 5000, 'new session works');
   b.close();
   d.close();
 });

@@ -46,7 +46,7 @@ t.test('clean close, abrupt destroy and churn: everything returns to zero, RSS p
   await round(2, 1500);
   await until(async () => (await svc.metricSum('pusher_sessions_active')) === 0, 20000, 'churn closed');
   t.same(await zeroed(svc), ZERO, 'sessions, tasks, decoders, slots, paused sockets all back to zero');
-  t.equal(await svc.metricSum('pusher_frames_decoded_total'), 2500 * 5, 'every frame of every churned session decoded');
+  t.equal(await svc.metricSum('pusher_frames_received_total'), 2500 * 5, 'every frame of every churned session received');
   const growth = (process.memoryUsage().rss - plateau) / 2 ** 20;
   // In-process and under whatever else the machine runs, RSS is noisy: this bound catches a gross
   // per-session leak (1,500 sessions × 64 KiB ≈ 94 MiB); the chaos harness measures the slope.
@@ -75,11 +75,11 @@ t.test('backpressure: a slow shard pauses the socket, the client blocks, nothing
   await until(async () => {
     if ((await svc.metric('pusher_sockets_paused')) === 1) sawPaused = true;
     maxBuffered = Math.max(maxBuffered, ws.bufferedAmount);
-    return (await svc.metricSum('pusher_frames_decoded_total')) === N * FRAMES;
+    return (await svc.metricSum('pusher_frames_received_total')) === N * FRAMES;
   }, 90000, 'all frames decoded');
   t.ok(sawPaused, 'the socket was paused while the ring was full');
   t.ok(maxBuffered > 0, `the client's sends queued up behind TCP (saw ${maxBuffered} bytes buffered)`);
-  t.equal(await svc.metricSum('pusher_frames_decoded_total'), N * FRAMES, 'zero loss');
+  t.equal(await svc.metricSum('pusher_frames_received_total'), N * FRAMES, 'zero loss');
   t.ok((await svc.metricSum('pusher_ring_bytes_used')) <= 8192, 'ring memory bounded by its size');
   const c = closed(ws);
   ws.close();
@@ -95,7 +95,7 @@ t.test('a lost drain notification cannot hang a paused socket: the sweep resumes
   const ws = await svc.ws('/v1/audio/stream?uid=lost-wakeup');
   const N = 600;
   for (let i = 0; i < N; i++) ws.send(Buffer.alloc(30, 5));
-  await until(async () => (await svc.metricSum('pusher_frames_decoded_total')) === N, 60000, 'every frame decoded');
+  await until(async () => (await svc.metricSum('pusher_frames_received_total')) === N, 60000, 'every frame received');
   t.ok((await svc.metric('pusher_paused_rescues_total')) >= 1, `rescued by the sweep ${await svc.metric('pusher_paused_rescues_total')} time(s)`);
   await until(async () => (await svc.metric('pusher_sockets_paused')) === 0, 10000, 'resumed');
   const c = closed(ws);
@@ -115,7 +115,7 @@ t.test('a session closed while paused still delivers everything it had sent', as
   await until(async () => (await svc.metric('pusher_sockets_paused')) === 1, 10000, 'paused');
   ws.close(1000);
   await until(async () => (await svc.metricSum('pusher_sessions_active')) === 0, 30000, 'closed');
-  const decoded = await svc.metricSum('pusher_frames_decoded_total');
+  const decoded = await svc.metricSum('pusher_frames_received_total');
   t.ok(decoded > 0 && decoded <= N, `decoded ${decoded} of ${N}`);
   t.equal(await svc.metric('pusher_audio_bytes_received_total'), decoded * 30, 'everything read from the socket was decoded');
   t.same(await zeroed(svc), ZERO);
@@ -136,7 +136,7 @@ t.test('a crashed shard is restarted; its sessions are closed with 1011 and may 
   t.equal(await svc.metric('pusher_shard_restarts_total', { shard: '0' }), 1);
   const again = await svc.ws('/v1/audio/stream?uid=crash');
   again.send(Buffer.alloc(30));
-  await until(async () => (await svc.metricSum('pusher_frames_decoded_total')) >= 1, 5000, 'works after restart');
+  await until(async () => (await svc.metricSum('pusher_frames_received_total')) >= 1, 5000, 'works after restart');
   t.equal(await svc.metricSum('pusher_sessions_active'), 1);
   again.close();
 });

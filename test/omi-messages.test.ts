@@ -79,7 +79,7 @@ t.test('LC3 at both endpoints: large messages split at frame boundaries, every f
   await send(p, audioMsg(1_700_000_100, pusherFrames));
   const d = await svc.ws('/v1/audio/stream?uid=bigdev');
   await send(d, deviceFrames);
-  await until(async () => (await svc.metricSum('pusher_frames_decoded_total')) === 5000, 20000, 'all 5,000 frames decoded');
+  await until(async () => (await svc.metricSum('pusher_frames_received_total')) === 5000, 20000, 'all 5,000 frames received');
   for (const ws of [p, d]) {
     const c = closed(ws);
     ws.close(1000);

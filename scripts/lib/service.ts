@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readProcCpu, readProcStatus, type ProcStatus } from './proc.js';
 import { scrape, type PromSample } from './prom.js';
+import { within } from './wait.js';
 
 /** The repository root (holds bin/lc3-pusher.cjs), from the source tree or from dist/. */
 export function repoRoot(from = fileURLToPath(import.meta.url)): string {
@@ -143,7 +144,7 @@ export async function startService(opts: ServiceOptions = {}): Promise<ChildServ
     proc,
     exited,
     alive: () => exitValue === undefined,
-    scrape: () => scrape(baseUrl),
+    scrape: () => scrape(baseUrl), // bounded: prom.ts aborts it after 5 s
     rss: () => readProcStatus(pid)?.rss,
     memory: () => readProcStatus(pid),
     cpuSeconds: () => readProcCpu(pid),
@@ -152,9 +153,12 @@ export async function startService(opts: ServiceOptions = {}): Promise<ChildServ
       if (exitValue !== undefined) return exitValue;
       proc.kill('SIGTERM');
       const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-      const v = await exited;
-      clearTimeout(timer);
-      return v;
+      try {
+        // SIGKILL cannot be ignored; the bound only guards against a lost exit event.
+        return await within(exited, timeoutMs + 10_000, `the service (pid ${pid}) to exit after SIGTERM and SIGKILL`);
+      } finally {
+        clearTimeout(timer);
+      }
     },
   };
 }
