@@ -80,7 +80,8 @@ export function spawnLoadgen(args: string[], env: Record<string, string> = {}): 
         const clientsText = clients === undefined ? 'every client' : `all ${clients} clients`;
         onConnectFailed(new Error(`${why()} before ${clientsText} connected (${last.connected} were)`));
         if (!stopping) onDied(new Error(`${why()} during the run`));
-        reject(new Error(`${why()} without a result`));
+        // (Worded "load generator exited (N) without a result" first, as callers have matched it.)
+        reject(new Error(`load generator exited (${exitValue}) without a result (pid ${proc.pid})${tail.length ? `: ${tail.slice(-3).join(' | ')}` : ''}`));
       });
     };
     proc.once('exit', (code, signal) => ended((code ?? signal)!));
