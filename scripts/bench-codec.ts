@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Lc3Decoder, Lc3Encoder, Lc3Module, wasmPath } from '../wasm/lc3.js';
 import { testSignal } from '../test/support/audio.js';
+import { within } from './lib/wait.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const nativeDir = join(root, 'wasm/.build/native');
@@ -58,7 +59,8 @@ class Native {
 
   async ask(cmd: string): Promise<string> {
     this.child.stdin.write(`${cmd}\n`);
-    const r = await this.lines.next();
+    // A batch is sized to milliseconds; a minute means the native bench is stuck.
+    const r = await within(this.lines.next(), 60_000, `the native bench (pid ${this.child.pid}) to answer "${cmd}"`);
     if (r.done) throw new Error(`native bench exited on "${cmd}"`);
     return r.value;
   }
