@@ -1,8 +1,7 @@
 // `lc3-pusher serve`: configuration from the environment, JSON logs, the durable spool and its
 // uploader, SIGTERM drain.
 import { mkdirSync } from 'node:fs';
-import { MessageChannel, Worker } from 'node:worker_threads';
-import { pino } from 'pino';
+import { Worker } from 'node:worker_threads';
 import { Counter, Gauge } from 'prom-client';
 import { loadConfig, type Config } from './config.js';
 import { HTTP_CONNECTIONS_PER_ORIGIN } from './http/client.js';
@@ -19,63 +18,88 @@ import { recoverSpool } from './spool/recover.js';
 import type { UploaderApi, UploaderWorkerData } from './spool/uploader-worker.js';
 import { Comlink, nodeEndpoint } from './util/comlink-node.js';
 import { workerUrl } from './util/worker-url.js';
+import { jobLog } from './log/job-log.js';
+import { errorKey, LimitedLog } from './log/limited.js';
+import { createLogger, type LogSettings, type Logger } from './log/logger.js';
+import { shutdownHandler } from './log/shutdown.js';
 
 export interface Service {
   server: IngestServer;
   port: number;
   quota: SpoolQuota;
   uploader: Comlink.Remote<UploaderApi>;
-  stop(): Promise<void>;
+  /** The main thread's logger. */
+  logger: Logger;
+  /** The drain (DESIGN §5), its story in the log: draining, sessions closed, spool drained. `why`: e.g. the signal. */
+  stop(why?: string): Promise<void>;
+}
+
+export interface ServiceOptions {
+  /** The main thread's logger (default: LOG_LEVEL to stdout). */
+  logger?: Logger;
+  /** Where every thread's lines go (default stdout); tests use a file. */
+  logDest?: string | number;
 }
 
 /** Starts the uploader worker (its logic: src/spool/uploader-worker.ts). */
-async function startUploader(cfg: Config, quota: SpoolQuota, log: (msg: string, f?: object) => void) {
-  const { port1, port2 } = new MessageChannel();
+async function startUploader(cfg: Config, quota: SpoolQuota, logger: Logger, log: LogSettings) {
   const data: UploaderWorkerData = {
     dir: cfg.SPOOL_DIR,
     store: { STORE: cfg.STORE, STORE_DIR: cfg.STORE_DIR, GCS_BUCKET: cfg.GCS_BUCKET, GCS_API_ENDPOINT: cfg.GCS_API_ENDPOINT },
     quotaSab: quota.sab,
-    events: port2,
+    // It logs its own retries (thread "uploader", rate-limited).
+    log,
   };
-  const worker = new Worker(workerUrl('uploader'), { workerData: data, transferList: [port2], name: 'uploader' });
-  port1.on('message', (m: { name: string; message: string }) => log('upload failed, will retry', { object: m.name, err: m.message }));
-  port1.unref();
-  worker.on('error', (err) => log('uploader error', { err: err.message }));
+  const worker = new Worker(workerUrl('uploader'), { workerData: data, name: 'uploader' });
+  const state = { stopping: false };
+  worker.on('error', (err) => logger.error({ err }, 'uploader thread crashed'));
+  worker.once('exit', (code) => {
+    if (!state.stopping) logger.error({ code }, 'uploader thread exited: nothing is uploaded until the service restarts');
+  });
   const api = Comlink.wrap<UploaderApi>(nodeEndpoint(worker));
   await api.stats(); // resolves once the worker has started (and scanned the spool)
-  return { worker, api, port: port1 };
+  return { worker, api, state };
 }
 
 /** Starts the whole service; `env` lets tests and the chaos harness set test-only switches. */
-export async function startService(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<Service> {
-  const logger = pino({ level: config.LOG_LEVEL });
+export async function startService(config: Config, env: NodeJS.ProcessEnv = process.env, opts: ServiceOptions = {}): Promise<Service> {
+  // Every thread logs with LOG_LEVEL to the same place; workers build theirs from `logSettings`.
+  const logSettings: LogSettings = { level: config.LOG_LEVEL, dest: opts.logDest };
+  const logger = opts.logger ?? createLogger({ ...logSettings, thread: 'main' });
   const log = (msg: string, fields?: object) => logger.info(fields ?? {}, msg);
+  // Repeated warnings (a dead settings service, a recovery problem per file): one line a minute per kind.
+  const limited = new LimitedLog(logger);
   const faults = env.LC3_PUSHER_TEST_FAULTS ? parseFaults(env.LC3_PUSHER_TEST_FAULTS) : undefined;
-  if (faults) log('TEST FAULTS ENABLED', faults);
+  if (faults) logger.warn(faults, 'TEST FAULTS ENABLED');
+  const settingsError = (err: Error, uid: string) => limited.warn(`settings ${errorKey(err)}`, { uid, err: err.message }, 'settings look-up failed');
+  const recoveryError = (err: Error, ctx: string) => limited.warn(`recovery ${ctx} ${errorKey(err)}`, { ctx, err: err.message }, 'spool recovery problem');
   const settings = createSettingsProvider({
     file: config.SETTINGS_FILE,
     url: config.SETTINGS_URL,
     redisUrl: config.SETTINGS_REDIS_URL,
-    http: { onError: (err, uid) => logger.warn({ uid, err: err.message }, 'settings look-up failed') },
-    redis: { onError: (err, uid) => logger.warn({ uid, err: err.message }, 'settings look-up failed') },
+    http: { onError: settingsError },
+    redis: { onError: settingsError },
   });
 
   // Crash recovery before any shard opens a file: journals replayed, torn tails cut, all sealed.
   mkdirSync(config.SPOOL_DIR, { recursive: true });
   const quota = new SpoolQuota(config.SPOOL_MAX_BYTES);
-  const recovered = await recoverSpool({ dir: config.SPOOL_DIR, quota, onError: (err, ctx) => log('spool recovery problem', { ctx, err: err.message }) });
+  const recovered = await recoverSpool({ dir: config.SPOOL_DIR, quota, onError: recoveryError });
   if (recovered.sealed.length || recovered.quarantined.length) {
     log('spool recovered', { sealed: recovered.sealed.length, replayedBytes: recovered.replayedBytes, truncatedBytes: recovered.truncatedBytes, quarantined: recovered.quarantined });
   }
-  const uploader = await startUploader(config, quota, log);
+  const uploader = await startUploader(config, quota, logger, logSettings);
   const storeConfig = { STORE: config.STORE, STORE_DIR: config.STORE_DIR, GCS_BUCKET: config.GCS_BUCKET, GCS_API_ENDPOINT: config.GCS_API_ENDPOINT };
   // Jobs journaled before a crash resume now (before any session can add new ones).
-  const jobs = new JobService(config, storeConfig, (msg, fields) => logger.warn(fields ?? {}, msg));
+  const jobs = new JobService(config, storeConfig, jobLog(logger));
   await jobs.start();
 
+  /** Set when the drain starts, for its log lines. */
+  const drainStart = { sessions: 0, at: 0 };
   const server = new IngestServer({
     config,
     log,
+    logger,
     // Fault switches exist for the leak harness's positive control and backpressure tests only.
     faultsAllowed: faults !== undefined,
     faults,
@@ -85,22 +109,26 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
     spoolFull: () => quota.full,
     beforeShardRestart: async (shard) => {
       // The dead shard's journal and open chunks: replay, seal, hand to the uploader.
-      const r = await recoverSpool({ dir: config.SPOOL_DIR, shard, quota, onError: (err, ctx) => log('spool recovery problem', { ctx, err: err.message }) });
+      const r = await recoverSpool({ dir: config.SPOOL_DIR, shard, quota, onError: recoveryError });
       for (const name of r.sealed) await uploader.api.notify(name);
       log('shard spool recovered', { shard, sealed: r.sealed.length, replayedBytes: r.replayedBytes });
     },
     ready: () => (quota.full ? `spool full (${quota.bytes} of ${quota.maxBytes} bytes)` : undefined),
     shardExtra: {
-      spool: { dir: config.SPOOL_DIR, fsyncMs: config.FSYNC_MS, chunkSeconds: config.CHUNK_SECONDS, quotaSab: quota.sab },
+      log: logSettings,
+      spool: { dir: config.SPOOL_DIR, fsyncMs: config.FSYNC_MS, chunkSeconds: config.CHUNK_SECONDS, quotaSab: quota.sab, ioFaults: faults ? env.LC3_PUSHER_TEST_SPOOL_FAULTS : undefined },
       // Each shard has its own pool (a pool cannot cross threads): they share 64 connections per origin.
       outbound: { allowPrivate: config.WEBHOOK_ALLOW_PRIVATE, connectionsPerOrigin: Math.max(1, Math.floor(HTTP_CONNECTIONS_PER_ORIGIN / config.SHARDS)), sessionBufferBytes: config.SESSION_BUFFER_BYTES },
     },
     debugThreads: { uploader: remoteThread(() => uploader.api) },
     onDrain: async (deadline) => {
-      // Sessions are closed and their chunks sealed; upload what we can and finish the jobs that
+      // Sockets still open at the deadline were terminated; everything they sent is in the rings.
+      const open = server.connections.size;
+      log('sessions closed', { closed: drainStart.sessions - open, terminated: open, ms: Date.now() - drainStart.at });
+      // Sessions are closed and their chunks sealing; upload what we can and finish the jobs that
       // can finish before the deadline (the rest stays journaled for the next start).
-      const [r, j] = await Promise.all([uploader.api.drain(Math.max(0, deadline - Date.now())), jobs.drain(deadline)]);
-      log('drained', { ...r, jobsFinished: j.finished, jobsRemaining: j.remaining });
+      const [, j] = await Promise.all([uploader.api.drain(Math.max(0, deadline - Date.now())), jobs.drain(deadline)]);
+      log('jobs drained', { finished: j.finished, remaining: j.remaining });
     },
   });
   addSpoolMetrics(server, quota, uploader.api);
@@ -117,14 +145,31 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
     port,
     quota,
     uploader: uploader.api,
-    stop: async () => {
-      await server.drain();
+    logger,
+    stop: async (why = 'stop') => {
+      const t0 = Date.now();
+      const deadline = t0 + config.DRAIN_TIMEOUT_S * 1000;
+      Object.assign(drainStart, { sessions: server.connections.size, at: t0 });
+      logger.info({ why, sessions: drainStart.sessions, drainTimeoutS: config.DRAIN_TIMEOUT_S }, 'draining');
+      const before = await uploader.api.stats();
+      await server.drain(deadline - t0);
+      // The shards have stopped: every chunk is sealed now. A last pass (it rescans the spool)
+      // uploads the chunks sealed after the first one and counts what is left for the next start.
+      const last = await uploader.api.drain(Math.max(0, deadline - Date.now()));
+      const after = await uploader.api.stats();
+      log('spool drained', {
+        uploaded: after.uploads_ok - before.uploads_ok,
+        uploadedBytes: after.audio_bytes_uploaded_total - before.audio_bytes_uploaded_total,
+        leftInSpool: last.remaining,
+        leftInSpoolBytes: after.spool_bytes,
+        ms: Date.now() - t0,
+      });
       await jobs.close();
       await settings.close();
+      uploader.state.stopping = true;
       await uploader.api.close();
       uploader.api[Comlink.releaseProxy]();
       await uploader.worker.terminate();
-      uploader.port.close();
     },
   };
 }
@@ -156,21 +201,17 @@ function addSpoolMetrics(server: IngestServer, quota: SpoolQuota, uploader: Coml
 
 /** `config`: what `lc3-pusher serve` parsed from env and flags (src/cli.ts); default: env only. */
 export async function serveFromEnv(env: NodeJS.ProcessEnv = process.env, config: Config = loadConfig(env)): Promise<void> {
-  const svc = await startService(config, env);
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    console.error(JSON.stringify({ level: 30, msg: 'draining', signal }));
-    svc.stop().then(
-      () => process.exit(0),
-      /* c8 ignore next 4 */
-      (err: Error) => {
-        console.error(JSON.stringify({ level: 50, msg: 'drain failed', err: err.message }));
-        process.exit(1);
-      },
-    );
-  };
+  const logger = createLogger({ level: config.LOG_LEVEL, thread: 'main' });
+  // Node still prints the stack and exits 1; this puts it in the log first, as `fatal`.
+  process.on('uncaughtExceptionMonitor', (err, origin) => logger.fatal({ err, origin }, 'uncaught exception; exiting'));
+  let svc: Service;
+  try {
+    svc = await startService(config, env, { logger });
+  } catch (err) {
+    logger.fatal({ err }, 'start failed');
+    throw err;
+  }
+  const stop = shutdownHandler(svc, logger, { drainTimeoutS: config.DRAIN_TIMEOUT_S });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

@@ -73,6 +73,12 @@ export class Connection {
   readonly init: SessionInit;
   readonly generation: number;
   lastSeen: number;
+  /** For the session's open and close log lines (src/server/session-log.ts): integer counters only. */
+  readonly openedAt = Date.now();
+  messages = 0;
+  audioBytesIn = 0;
+  /** Set by the first close this side starts: why (a rejection reason, 'drain'…), code, reason. */
+  closing: { by: string; code: number; reason: string } | undefined;
   /** Messages read from the socket while the ring was full (bounded: the socket is paused). */
   private pending: Pending[] = [];
   private paused = false;
@@ -111,7 +117,9 @@ export class Connection {
     ws.on('close', () => this.onClose());
     ws.on('error', (err: Error & { code?: string }) => {
       // ws closes the socket itself after these (1009 for an oversized message, 1002/1007 otherwise).
-      this.hooks.reject(err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'oversized' : 'malformed');
+      const reason = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'oversized' : 'malformed';
+      this.closing ??= { by: reason, code: 0, reason: err.message };
+      this.hooks.reject(reason);
     });
   }
 
@@ -122,11 +130,14 @@ export class Connection {
   /** Closes with a code and reason, counting the rejection. */
   fail(code: number, reason: string, counted: string): void {
     this.hooks.reject(counted);
-    this.close(code, reason);
+    this.close(code, reason, counted);
   }
 
-  close(code: number, reason: string): void {
-    if (this.ws.readyState === this.ws.OPEN) this.ws.close(code, reason.slice(0, 120));
+  /** `by`: why, for the close log line ('drain', 'shard_restart', or the rejection reason). */
+  close(code: number, reason: string, by = 'server'): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    this.closing ??= { by, code, reason };
+    this.ws.close(code, reason.slice(0, 120));
   }
 
   /**
@@ -151,6 +162,7 @@ export class Connection {
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.ended || this.limited) return;
+    this.messages++;
     this.lastSeen = this.hooks.now();
     this.nowMs = Date.now();
     if (this.rate && !this.rate.message(this.nowMs)) return this.overRate('message');
@@ -176,6 +188,7 @@ export class Connection {
           this.hooks.timestampReplaced?.();
         }
         this.hooks.audioBytes(audio);
+        this.audioBytesIn += audio;
         // One record while the ring has room for it (the cheapest), else pieces as the ring drains.
         if (data.length - 4 <= this.limits.record && this.writeWhole(header, data, 4, data.length)) return;
         return this.pushAudio(data);
@@ -229,6 +242,7 @@ export class Connection {
     if (!this.wholeFrames(data.length)) return;
     if (this.rate && !this.rate.audioBytes(data.length, this.nowMs)) return this.overRate('audio');
     this.hooks.audioBytes(data.length);
+    this.audioBytesIn += data.length;
     this.push(Code.FRAMES, data, 0, data.length, this.audioStep(this.limits.piece), false);
   }
 

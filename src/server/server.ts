@@ -18,10 +18,14 @@ import { Admission, answerClientError, httpServerLimits, TCP_SLACK, timestampsRe
 import { Metrics } from './metrics.js';
 import { addThreadMetrics } from './metrics-threads.js';
 import { ThreadDirectory, type ThreadControl } from './threads.js';
+import { SessionLog } from './session-log.js';
+import { createLogger, type Logger } from '../log/logger.js';
 
 export interface ServerOptions {
   config: Config;
   log: (msg: string, fields?: object) => void;
+  /** The main thread's logger (src/log/logger.ts): session lines, shard crashes. Default: LOG_LEVEL to stdout. */
+  logger?: Logger;
   /** Test/chaos fault switches (never set in production). */
   faultsAllowed?: boolean;
   faults?: Partial<ShardFaults> | undefined;
@@ -85,6 +89,8 @@ export class IngestServer {
   private readonly opts: ServerOptions;
   private readonly cfg: Config;
   private readonly limits: ConnectionLimits;
+  private readonly logger: Logger;
+  private readonly sessionLog: SessionLog;
   /** MAX_CONNECTIONS and MAX_SESSIONS_PER_UID, checked before the upgrade (src/server/limits.ts). */
   readonly admission: Admission;
   private readonly timestampsReplaced: ReturnType<typeof timestampsReplacedCounter>;
@@ -101,6 +107,8 @@ export class IngestServer {
     this.opts = opts;
     this.cfg = opts.config;
     const cfg = this.cfg;
+    this.logger = opts.logger ?? createLogger({ level: cfg.LOG_LEVEL, thread: 'main' });
+    this.sessionLog = new SessionLog(this.logger);
     this.bySlot = Array.from({ length: cfg.SHARDS }, () => new Array<Connection | undefined>(cfg.SLOTS_PER_SHARD));
     this.supervisor = new Supervisor({
       shards: cfg.SHARDS,
@@ -114,7 +122,8 @@ export class IngestServer {
       onEvent: (shard, ev) => this.onShardEvent(shard, ev),
       onShardLost: (shard) => this.onShardLost(shard),
       ...(opts.beforeShardRestart ? { beforeRestart: opts.beforeShardRestart } : {}),
-      log: opts.log,
+      // The supervisor speaks only when a shard crashed or could not be restarted.
+      log: (msg, fields) => this.logger.error(fields ?? {}, msg),
     });
     this.metrics = new Metrics(
       () => this.supervisor.stats(),
@@ -277,6 +286,8 @@ export class IngestServer {
     }, this.limits);
     this.connections.add(conn);
     this.bySlot[shard.index]![slot] = conn;
+    this.sessionLog.opened(conn);
+    ws.once('close', (code: number, reason: Buffer) => this.sessionLog.closed(conn, code, reason.toString()));
   }
 
   /** Sockets paused because the spool is full; polled until it has room (then flushed in order). */
@@ -296,7 +307,7 @@ export class IngestServer {
   }
 
   private onShardEvent(shard: number, ev: ShardEvent): void {
-    if (ev.t === 'log') return this.opts.log(ev.msg, { shard });
+    if (ev.t === 'log') return this.logger.warn({ shard }, ev.msg); // shards without their own logger (tests)
     if (ev.t === 'job') return this.onJob(shard, ev);
     const conn = this.bySlot[shard]![ev.slot];
     if (!conn) return;
@@ -333,7 +344,7 @@ export class IngestServer {
     for (const conn of [...this.connections]) {
       if (conn.shard.index !== shard) continue;
       conn.abandon();
-      conn.close(1011, 'shard restarted; reconnect');
+      conn.close(1011, 'shard restarted; reconnect', 'shard_restart');
     }
   }
 
@@ -356,7 +367,7 @@ export class IngestServer {
     clearInterval(this.sweep);
     clearInterval(this.spoolPoll);
     this.http.close();
-    for (const conn of this.connections) conn.close(1001, 'server is draining');
+    for (const conn of this.connections) conn.close(1001, 'server is draining', 'drain');
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const conn of this.connections) conn.ws.terminate();
     await this.opts.onDrain?.(deadline);

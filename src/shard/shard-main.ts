@@ -2,7 +2,7 @@
 // and returns the control API that workers/shard.ts exposes over comlink.
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { MessagePort } from 'node:worker_threads';
+import { isMainThread, type MessagePort } from 'node:worker_threads';
 import type { SessionInit, ShardEvent } from '../session/protocol.js';
 import type { PcmTap } from '../session/session.js';
 import { HttpClient } from '../http/client.js';
@@ -10,6 +10,8 @@ import { createSpoolSinks, type SpoolWorkerConfig } from './spool-sink.js';
 import { collectGarbage, cpuProfile, heapSnapshotToPort, type GcResult } from '../util/profile.js';
 import { threadMonitor, type ThreadSample } from '../util/thread-monitor.js';
 import { Arena } from './ring.js';
+import { errorKey, LimitedLog } from '../log/limited.js';
+import { logCrashes, workerLogger, type LogSettings } from '../log/logger.js';
 import { ShardCore, type ShardFaults, type ShardStats } from './shard-core.js';
 
 export interface ShardWorkerData {
@@ -28,6 +30,8 @@ export interface ShardWorkerData {
   pcmTapDir?: string | undefined;
   /** Webhooks and apps (absent: sessions get no consumers, e.g. in unit tests). */
   outbound?: OutboundConfig | undefined;
+  /** LOG_LEVEL (absent: log records go to the main thread as events, e.g. in unit tests). */
+  log?: LogSettings | undefined;
 }
 
 export interface OutboundConfig {
@@ -59,10 +63,22 @@ export function pcmFileTap(dir: string): PcmTap {
 
 export async function createShard(d: ShardWorkerData): Promise<ShardApi> {
   const monitor = threadMonitor();
-  const emit = (ev: ShardEvent): void => d.events.postMessage(ev);
-  const spool = d.spool
-    ? createSpoolSinks(d.shard, d.spool, emit, (err, ctx) => d.events.postMessage({ t: 'log', msg: `spool ${ctx}: ${err.message}` }))
-    : undefined;
+  const post = (ev: ShardEvent): void => d.events.postMessage(ev);
+  // The shard logs in its own thread (src/log/logger.ts says why), rate-limited: a full disk or a
+  // dead webhook repeats for every session and every retry.
+  const log = d.log ? workerLogger(d.log, `shard-${d.shard}`) : undefined;
+  if (log) logCrashes(log, isMainThread);
+  const limited = log ? new LimitedLog(log) : undefined;
+  const emit = limited
+    ? (ev: ShardEvent): void => (ev.t === 'log' ? limited.warn(ev.msg.replace(/^session \d+: /, '').replace(/\d+/g, 'N'), {}, ev.msg) : post(ev))
+    : post;
+  const spoolError = (err: Error, ctx: string): void => {
+    // A failed fsync (spool-sink names it "fsync …") is an error: that file is given up.
+    if (limited && ctx.startsWith('fsync')) limited.error(`spool ${ctx} ${errorKey(err)}`, { ctx, err: err.message }, 'spool fsync failed');
+    else if (limited) limited.warn(`spool ${ctx} ${errorKey(err)}`, { ctx, err: err.message }, 'spool problem');
+    else post({ t: 'log', msg: `spool ${ctx}: ${err.message}` });
+  };
+  const spool = d.spool ? createSpoolSinks(d.shard, d.spool, emit, spoolError) : undefined;
   const http = d.outbound ? new HttpClient({ allowPrivate: d.outbound.allowPrivate, connectionsPerOrigin: d.outbound.connectionsPerOrigin }) : undefined;
   const core = new ShardCore({
     shard: d.shard,
@@ -78,8 +94,8 @@ export async function createShard(d: ShardWorkerData): Promise<ShardApi> {
           congested: () => spool.spool.isCongested,
           extraStats: () => {
             const st = spool.spool.stats();
-            const { heldBytes, openChunks, sealBacklog, oldestOpenMs, journalBytes, commits, maxCommitMs } = st;
-            return { durableBytes: spool.durableBytes(), spool: { heldBytes, openChunks, sealBacklog, oldestOpenMs, journalBytes, commits, maxCommitMs } };
+            const { heldBytes, openChunks, sealBacklog, oldestOpenMs, journalBytes, commits, maxCommitMs, fsyncFailures } = st;
+            return { durableBytes: spool.durableBytes(), spool: { heldBytes, openChunks, sealBacklog, oldestOpenMs, journalBytes, commits, maxCommitMs, fsyncFailures } };
           },
         }
       : {}),

@@ -1,7 +1,9 @@
 // The body of the uploader worker, importable by tests: builds the store and the Uploader from
 // the worker's data and returns the control API that workers/uploader.ts exposes over comlink.
 // The uploader also listens to the shards' sealed-chunk announcements (BroadcastChannel).
-import type { MessagePort } from 'node:worker_threads';
+import { isMainThread, type MessagePort } from 'node:worker_threads';
+import { errorKey, LimitedLog } from '../log/limited.js';
+import { logCrashes, workerLogger, type LogSettings } from '../log/logger.js';
 import { createStore, type StoreConfig } from '../store/index.js';
 import { collectGarbage, cpuProfile, heapSnapshotToPort, type GcResult } from '../util/profile.js';
 import { threadMonitor, type ThreadSample } from '../util/thread-monitor.js';
@@ -19,6 +21,15 @@ export interface UploaderWorkerData {
   rescanMs?: number | undefined;
   /** Upload errors are posted here as { type: 'uploader-error', name, message } (for the logs). */
   events?: MessagePort | undefined;
+  /** LOG_LEVEL: the uploader logs in its own thread (src/log/logger.ts); absent: it does not log. */
+  log?: LogSettings | undefined;
+}
+
+/** What an Uploader error means, as a log message (it calls onError with the object's name, or 'rescan'). */
+export function uploadErrorMessage(err: Error, name: string): string {
+  if (name === 'rescan') return 'spool rescan failed';
+  if (err.message.startsWith('not a chunk name')) return 'sealed file is not a chunk; left alone';
+  return 'upload failed, will retry';
 }
 
 export interface UploaderApi {
@@ -42,6 +53,10 @@ export interface UploaderApi {
 
 export async function createUploaderWorker(d: UploaderWorkerData): Promise<UploaderApi> {
   const monitor = threadMonitor();
+  const log = d.log ? workerLogger(d.log, 'uploader') : undefined;
+  if (log) logCrashes(log, isMainThread);
+  // A store outage retries every file forever: one line per kind of failure per minute, with the count.
+  const limited = log ? new LimitedLog(log) : undefined;
   const up = new Uploader({
     dir: d.dir,
     store: createStore(d.store),
@@ -49,7 +64,10 @@ export async function createUploaderWorker(d: UploaderWorkerData): Promise<Uploa
     concurrency: d.concurrency,
     rescanMs: d.rescanMs,
     listen: true,
-    onError: (e, name) => d.events?.postMessage({ type: 'uploader-error', name, message: e.message }),
+    onError: (e, name) => {
+      limited?.warn(`upload ${errorKey(e, name)}`, { object: name, err: e.message }, uploadErrorMessage(e, name));
+      d.events?.postMessage({ type: 'uploader-error', name, message: e.message });
+    },
   });
   await up.start();
   return {
