@@ -173,7 +173,7 @@ function framed(m: { opcode: number; payload: Buffer }, cuts: number[], pings: b
  * True when client bytes end inside a frame the server must wait for: walks the frames as a
  * server would, stopping at the first one it would refuse (RSV bits, reserved opcode, unmasked).
  */
-export function endsMidFrame(b: Buffer): boolean {
+export function endsMidFrame(b: Buffer, maxPayload = 16 * 2 ** 20): boolean {
   let off = 0;
   while (off < b.length) {
     if (b.length - off < 2) return true;
@@ -188,11 +188,12 @@ export function endsMidFrame(b: Buffer): boolean {
     } else if (len === 127) {
       if (b.length - off < 10) return true;
       const big = b.readBigUInt64BE(off + 2);
-      if (big > 2n ** 53n) return false; // refused as too long
+      if (big > BigInt(maxPayload)) return false; // refused as too long (1009), not waited for
       len = Number(big);
       head = 10;
     }
     if (op >= 8 && len > 125) return false; // oversized control frame: refused
+    if (len > maxPayload) return false;
     off += head + 4 + len;
     if (off > b.length) return true;
   }
