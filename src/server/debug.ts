@@ -79,7 +79,7 @@ export class DebugRoutes {
       res.end();
     } catch (err) {
       if (!started) throw err;
-      res.destroy(err as Error); // mid-stream: the client sees a truncated body, not a valid-looking one
+      res.destroy(); // mid-stream: the client sees a truncated body, not a valid-looking one
     } finally {
       this.heapBusy = false;
     }
