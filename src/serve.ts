@@ -30,7 +30,7 @@ export interface Service {
   uploader: Comlink.Remote<UploaderApi>;
   /** The main thread's logger. */
   logger: Logger;
-  /** The drain (DESIGN §5), its story in the log: draining, sessions closed, spool drained. `why`: e.g. the signal. */
+  /** The drain (DESIGN §5), its story in the log: draining, sessions closed, drained. `why`: e.g. the signal. */
   stop(why?: string): Promise<void>;
 }
 
@@ -157,7 +157,7 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
       // uploads the chunks sealed after the first one and counts what is left for the next start.
       const last = await uploader.api.drain(Math.max(0, deadline - Date.now()));
       const after = await uploader.api.stats();
-      log('spool drained', {
+      log('drained', {
         uploaded: after.uploads_ok - before.uploads_ok,
         uploadedBytes: after.audio_bytes_uploaded_total - before.audio_bytes_uploaded_total,
         leftInSpool: last.remaining,

@@ -96,10 +96,10 @@ t.test('SIGTERM during 200 live sessions', async (t) => {
   };
   t.match(one('draining'), { level: 'info', thread: 'main', why: 'SIGTERM', sessions: CLIENTS });
   t.match(one('sessions closed'), { closed: CLIENTS, terminated: 0 });
-  const spool = one('spool drained');
+  const spool = one('drained');
   t.match(spool, { uploaded: Number, uploadedBytes: Number, leftInSpool: Number, leftInSpoolBytes: Number });
   t.match(one('stopped'), { signal: 'SIGTERM' });
-  const order = ['draining', 'sessions closed', 'spool drained', 'stopped'].map((m) => lines.findIndex((l) => l.msg === m));
+  const order = ['draining', 'sessions closed', 'drained', 'stopped'].map((m) => lines.findIndex((l) => l.msg === m));
   t.same([...order].sort((a, b) => a - b), order, 'in that order');
   t.notOk(lines.some((l) => l.level === 'error' || l.level === 'fatal'), 'no errors');
   const closes = lines.filter((l) => l.msg === 'session closed');

@@ -143,7 +143,7 @@ t.test('session lines, threads, rate limits, crashes, the drain story (LOG_LEVEL
   t.match((await session('drain1')())[1], { code: 1001, reason: 'server is draining', closedBy: 'drain', frames: 10 });
   t.match(byMsg(lines, 'draining')[0], { level: 'info', why: 'SIGTERM', sessions: 1 });
   t.match(byMsg(lines, 'sessions closed')[0], { closed: 1, terminated: 0 });
-  const spool = byMsg(lines, 'spool drained')[0];
+  const spool = byMsg(lines, 'drained')[0];
   t.match(spool, { uploaded: 0, uploadedBytes: 0 });
   t.ok((spool!.leftInSpool as number) >= 2 && (spool!.leftInSpoolBytes as number) > 0, `left in the spool: ${spool!.leftInSpool} chunks, ${spool!.leftInSpoolBytes} bytes`);
 
