@@ -160,7 +160,7 @@ export class Metrics {
  */
 export class ShardLatencyHistogram {
   readonly name = 'pusher_decode_latency_seconds';
-  readonly help = 'Latency from arrival on the main thread to decoded and handed to the spool';
+  readonly help = 'Latency from arrival on the main thread to handed to the spool (and decoded, for sessions with a PCM consumer)';
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   constructor(private readonly stats: () => ShardStats[]) {}
