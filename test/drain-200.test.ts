@@ -1,7 +1,7 @@
 // SIGTERM during 200 live sessions (DESIGN §5), against the compiled service in its own process:
 // every client gets 1001, every byte the server received is stored or left sealed in the spool
 // (and at least what was acknowledged), the process exits 0 within DRAIN_TIMEOUT_S, and the log
-// tells the story: draining (200 sessions), sessions closed, spool drained (uploaded N, left M).
+// tells the story: draining (200 sessions), sessions closed, drained (uploaded N, left in spool M), stopped.
 import t from 'tap';
 import { WebSocket } from 'ws';
 import { addCounts, auditSpool, auditStore } from '../scripts/lib/store-audit.js';

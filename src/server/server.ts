@@ -20,6 +20,7 @@ import { addThreadMetrics } from './metrics-threads.js';
 import { ThreadDirectory, type ThreadControl } from './threads.js';
 import { SessionLog } from './session-log.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { LimitedLog } from '../log/limited.js';
 
 export interface ServerOptions {
   config: Config;
@@ -91,6 +92,8 @@ export class IngestServer {
   private readonly limits: ConnectionLimits;
   private readonly logger: Logger;
   private readonly sessionLog: SessionLog;
+  /** Refusals that come in herds (every reconnect while a shard is full or restarting): rate-limited. */
+  private readonly limitedLog: LimitedLog;
   /** MAX_CONNECTIONS and MAX_SESSIONS_PER_UID, checked before the upgrade (src/server/limits.ts). */
   readonly admission: Admission;
   private readonly timestampsReplaced: ReturnType<typeof timestampsReplacedCounter>;
@@ -109,6 +112,7 @@ export class IngestServer {
     const cfg = this.cfg;
     this.logger = opts.logger ?? createLogger({ level: cfg.LOG_LEVEL, thread: 'main' });
     this.sessionLog = new SessionLog(this.logger);
+    this.limitedLog = new LimitedLog(this.logger);
     this.bySlot = Array.from({ length: cfg.SHARDS }, () => new Array<Connection | undefined>(cfg.SLOTS_PER_SHARD));
     this.supervisor = new Supervisor({
       shards: cfg.SHARDS,
@@ -262,6 +266,7 @@ export class IngestServer {
     if (slot < 0) {
       this.metrics.rejected.inc({ reason: 'overloaded' });
       this.admission.releaseUid(init.uid);
+      this.limitedLog.warn(`refused ${shard.index} ${shard.up}`, { shard: shard.index, uid: init.uid }, shard.up ? 'session refused (1013): no ring slot free on its shard' : 'session refused (1013): its shard is restarting');
       return ws.close(1013, shard.up ? 'server overloaded: no ring slot free, try again later' : 'shard restarting, try again later');
     }
     const conn = new Connection(ws, shard, slot, init, {
