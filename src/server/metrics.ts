@@ -33,6 +33,7 @@ export class Metrics {
   readonly spoolJournal: Gauge<'shard'>;
   readonly spoolMaxCommit: Gauge<'shard'>;
   readonly spoolCommits: Counter<'shard'>;
+  readonly spoolFsyncFailures: Counter<'shard'>;
   private readonly collectors: ExtraCollector[] = [];
   private readonly lastTotals = new Map<string, number>();
   private readonly counterKeys = new Map<Counter<'shard'>, string>();
@@ -86,6 +87,7 @@ export class Metrics {
     this.leakedTasks = c('pusher_session_tasks_leaked_total', 'Session tasks that ignored abort past the close grace');
     this.shardRestarts = c('pusher_shard_restarts_total', 'Shard workers restarted after a crash');
     this.spoolCommits = c('pusher_spool_commits_total', 'Group commits (one fdatasync each) of the shard journal');
+    this.spoolFsyncFailures = c('pusher_spool_fsync_failures_total', 'Failed fdatasyncs or EIO writes of the journal or a chunk file (that file is given up)');
     this.collectShards = collectShards;
     this.perShard = perShard;
   }
@@ -147,6 +149,7 @@ export class Metrics {
         this.spoolJournal.set({ shard }, s.spool.journalBytes);
         this.spoolMaxCommit.set({ shard }, s.spool.maxCommitMs / 1000);
         setCounter(this.spoolCommits, shard, s.spool.commits);
+        setCounter(this.spoolFsyncFailures, shard, s.spool.fsyncFailures ?? 0);
       }
     }
     for (const c of this.collectors) await c(this);

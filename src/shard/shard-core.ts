@@ -84,7 +84,8 @@ export interface ShardStats {
 }
 
 /** What /metrics exports of the shard's spool (ShardSpool.stats() documents each figure). */
-export type ShardSpoolFigures = Pick<ShardSpoolStats, 'heldBytes' | 'openChunks' | 'sealBacklog' | 'oldestOpenMs' | 'journalBytes' | 'commits' | 'maxCommitMs'>;
+export type ShardSpoolFigures = Pick<ShardSpoolStats, 'heldBytes' | 'openChunks' | 'sealBacklog' | 'oldestOpenMs' | 'journalBytes' | 'commits' | 'maxCommitMs'> &
+  Partial<Pick<ShardSpoolStats, 'fsyncFailures'>>;
 
 export class ShardCore {
   readonly shard: number;
