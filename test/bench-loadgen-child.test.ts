@@ -2,14 +2,14 @@
 // (scripts/lib/loadgen-child.ts): a generator that dies rejects whatever waits on it — before its
 // clients connected, or during the run — instead of leaving the benchmark hanging. Runs the
 // compiled generator (dist/scripts/loadgen.js: npm run build:ts) against a local ws server.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { spawnLoadgen } from '../scripts/lib/loadgen-child.js';
 import { sleep, until, within } from '../scripts/lib/wait.js';
 
-async function server(t: Tap.Test): Promise<{ port: number; messages: () => number }> {
+async function server(t: Test): Promise<{ port: number; messages: () => number }> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await once(wss, 'listening');
   let n = 0;
