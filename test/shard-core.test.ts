@@ -229,9 +229,16 @@ t.test('positive control: leak_on_close leaves tasks and decoders alive (only wh
   r.core.drain();
   t.equal(r.core.stats().decoders, 1, 'the audio app made the session decode');
   await r.core.close(0);
-  t.equal(r.core.stats().sessions, 0);
+  t.equal(r.core.stats().sessions, 1, 'the closed session is still held');
   t.ok(scopeCounters.tasks + scopeCounters.timers > base, 'the task outlived its session');
   t.equal(r.core.stats().decoders, 1, 'and so did the decoder');
+  // A storage-only session has neither: the leak shows as the session still held.
+  r.open(1, init({ id: 2 }));
+  r.write(1, Code.FRAMES, frames[0]!);
+  r.core.drain();
+  await r.core.close(1);
+  t.equal(r.core.stats().sessions, 2, 'both leaked sessions are counted');
+  t.equal(r.core.stats().decoders, 1, 'the storage-only one never had a decoder');
 });
 
 t.test('a waiting slot is reported drained; the drop_drained fault loses that report (when allowed)', async (t) => {

@@ -210,7 +210,9 @@ export class ShardCore {
     const c = this.counters;
     return {
       shard: this.shard,
-      sessions: this.sessions.size,
+      // Sessions leaked by the positive-control fault count: the shard still holds them, as it
+      // would after a real leak (a storage-only session has no task or decoder to show for it).
+      sessions: this.sessions.size + this.leaked.length,
       tasks: scopeCounters.tasks + scopeCounters.timers,
       decoders: this.lc3.live,
       framesReceived: c.framesReceived,
