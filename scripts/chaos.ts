@@ -8,6 +8,7 @@
 //   node dist/scripts/chaos.js --workload omi-leak1:30,omi-leak2:15 --load 60 --cooldown 15
 //   node dist/scripts/chaos.js --workload device:1000 --churn 20-60 --kill 0.2 --load 600
 //   node dist/scripts/chaos.js --workload device:100 --churn 2-4 --faults leak_on_close   # must FAIL
+//   node dist/scripts/chaos.js --allocator system …    # glibc malloc instead of the launcher's jemalloc (scripts/soak-allocators.ts: both)
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { describe, runChaos, runCi } from './lib/chaos.js';
