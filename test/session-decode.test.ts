@@ -11,7 +11,9 @@ import type { SessionInit, ShardEvent } from '../src/session/protocol.js';
 import { newCounters, Session, type PcmTap, type SessionDeps, type SessionSink } from '../src/session/session.js';
 import { Code } from '../src/shard/ring.js';
 import { Lc3Decoder, Lc3Module } from '../wasm/lc3.js';
+import { join } from 'node:path';
 import { testSignal } from './support/audio.js';
+import { startTestService, until } from './support/service.js';
 
 const FB = 30;
 const frames = parseLc3File(wavToLc3(encodeWav(16000, 1, testSignal(16000, 0.3)), { bitrate: 24000, frameUs: 10000 })).frames;
@@ -155,4 +157,22 @@ t.test('LC3 parameters no decoder could take are refused when the session opens'
   function setupWith(over: Partial<SessionInit>) {
     return new Session(0, init(over), { lc3: new Lc3Module(), emit: () => {}, counters: newCounters() });
   }
+});
+
+t.test('the running service: a storage-only session has no decoder, an audio app makes one', async (t) => {
+  const dir = t.testdir({ 'settings.json': JSON.stringify({ default: { private_cloud_sync: true }, users: { listener: { audio_apps: ['http://127.0.0.1:9/app'] } } }) });
+  const svc = await startTestService({ SETTINGS_FILE: join(dir, 'settings.json') });
+  t.teardown(() => svc.close());
+  const storage = await svc.ws('/v1/audio/stream?uid=storage');
+  const listener = await svc.ws('/v1/audio/stream?uid=listener');
+  for (const f of frames.slice(0, 25)) storage.send(f);
+  for (const f of frames.slice(0, 15)) listener.send(f);
+  await until(async () => (await svc.metricSum('pusher_frames_received_total')) === 40, 20000, 'all 40 frames to reach the shards');
+  t.equal(await svc.metricSum('pusher_frames_stored_total'), 40, 'every frame stored');
+  t.equal(await svc.metricSum('pusher_frames_decoded_total'), 15, "only the listener's frames decoded");
+  t.equal(await svc.metricSum('pusher_decoders_active'), 1, 'one decoder: the listener’s; none for the storage-only session');
+  storage.close();
+  listener.close();
+  await until(async () => (await svc.metricSum('pusher_sessions_active')) === 0, 20000, 'both sessions to close');
+  t.equal(await svc.metricSum('pusher_decoders_active'), 0, 'no decoder left');
 });
