@@ -15,6 +15,12 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SpoolQuota } from '../src/spool/quota.js';
 import { ShardSpool, type SealedChunk } from '../src/spool/shard-spool.js';
+import { within } from './lib/wait.js';
+
+// A commit is one write and one fdatasync; a seal of every chunk a few more. Minutes mean the disk
+// is stuck: say so instead of hanging.
+const COMMIT_MS = 60_000;
+const CLOSE_MS = 300_000;
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -71,7 +77,7 @@ async function spoolRun(dir: string, sessions: number): Promise<{ write: number[
     appendMs += performance.now() - t0;
     if (performance.now() >= nextCommit) {
       nextCommit += 200;
-      await sp.flush();
+      await within(sp.flush(), COMMIT_MS, `a group commit of ${sessions} sessions`);
       const c = sp.stats().lastCommit;
       if (c) {
         write.push(c.writeMs);
@@ -84,7 +90,7 @@ async function spoolRun(dir: string, sessions: number): Promise<{ write: number[
   }
   const appends = k * sessions;
   const t0 = performance.now();
-  await sp.close();
+  await within(sp.close(), CLOSE_MS, `the spool to seal the chunks of ${sessions} sessions`);
   const sealMs = performance.now() - t0;
   return { write: write.slice(2), sync: sync.slice(2), total: total.slice(2), sealMs, seals: sealed.length, appendUs: (appendMs * 1000) / appends };
 }
@@ -100,9 +106,9 @@ async function hourOf(dir: string, kind: 'lc3' | 'pcm16'): Promise<number> {
   const second = kind === 'lc3' ? Buffer.alloc(100 * FRAME, 3) : Buffer.alloc(32000, 3);
   for (let i = 0; i < 3600; i++) {
     s.append(second, kind === 'lc3' ? 100 : 16000, 1_700_000_000_000 + i * 1000);
-    if (i % 60 === 59) await sp.flush();
+    if (i % 60 === 59) await within(sp.flush(), COMMIT_MS, `a group commit of an hour of ${kind}`);
   }
-  await sp.close();
+  await within(sp.close(), CLOSE_MS, `the spool to seal an hour of ${kind}`);
   const root = join(dir, 'sealed');
   return (readdirSync(root, { recursive: true }) as string[]).map((f) => join(root, f)).filter((f) => statSync(f).isFile()).reduce((n, f) => n + statSync(f).size, 0);
 }
