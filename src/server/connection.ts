@@ -94,7 +94,7 @@ export class Connection {
   private readonly rate: SessionRate | undefined;
   /** Closed for exceeding a rate: what it still sends is not accepted. */
   private limited = false;
-  /** Date.now() of the message being handled (read once per message). */
+  /** Date.now() of the message being handled: read once per message, for the rates and every record's arrival. */
   private nowMs = 0;
 
   constructor(ws: WebSocket, shard: ShardHandle, slot: number, init: SessionInit, hooks: ConnectionHooks, limits: ConnectionLimits) {
@@ -108,7 +108,8 @@ export class Connection {
     this.unit = init.codec === 'lc3' ? init.frameBytes : 2;
     this.bytesPerSecond = init.codec === 'lc3' ? (init.frameBytes * 1e6) / init.frameUs : init.sampleRate * 2;
     this.lastSeen = hooks.now();
-    this.rate = limits.rate ? new SessionRate(limits.rate, this.bytesPerSecond, Date.now()) : undefined;
+    this.nowMs = Date.now(); // the OPEN record's arrival
+    this.rate = limits.rate ? new SessionRate(limits.rate, this.bytesPerSecond, this.nowMs) : undefined;
     // The session parameters are the slot's first record. Usually small, but a uid with many
     // webhook and app URLs can exceed a record: then they go as PART records like large JSON.
     const open = Buffer.from(JSON.stringify(init));
@@ -267,7 +268,7 @@ export class Connection {
   /** A 101 larger than one record: pieces of whole samples/frames, each with its first-sample time. */
   private pushAudio(data: Buffer): void {
     const ts = data.readDoubleLE(4);
-    const arrival = Date.now();
+    const arrival = this.nowMs;
     // The shard files audio with a bad timestamp at its arrival time; so do the pieces.
     const stamp = Number.isFinite(ts) && ts > 0 ? ts : arrival / 1000;
     this.enqueue({ code: Code.AUDIO, arrival, buf: data, off: 12, end: data.length, step: this.audioStep(this.limits.piece - 8), stamp, stampOff: 12, bytesPerSecond: this.bytesPerSecond, parts: false });
@@ -275,7 +276,7 @@ export class Connection {
 
   /** The fast path: the whole message as one record, now; false when it must wait or be split. */
   private writeWhole(code: number, buf: Uint8Array, off: number, end: number): boolean {
-    return end - off <= this.limits.record && this.pending.length === 0 && !this.hooks.spoolFull() && this.shard.write(this.slot, code, Date.now(), buf, off, end - off);
+    return end - off <= this.limits.record && this.pending.length === 0 && !this.hooks.spoolFull() && this.shard.write(this.slot, code, this.nowMs, buf, off, end - off);
   }
 
   private push(code: number, buf: Uint8Array, off: number, end: number, step: number, parts: boolean): void {
@@ -283,7 +284,7 @@ export class Connection {
     // Too large for one record, or the ring (or spool) is full: keep the message (the Buffer ws
     // gave us; no copy) and write it in records of at most `step` bytes as the ring drains (never
     // a whole-ring record: that could only be written into an empty ring at offset 0).
-    this.enqueue({ code, arrival: Date.now(), buf, off, end, step, stamp: NaN, stampOff: 0, bytesPerSecond: 0, parts });
+    this.enqueue({ code, arrival: this.nowMs, buf, off, end, step, stamp: NaN, stampOff: 0, bytesPerSecond: 0, parts });
   }
 
   private enqueue(p: Pending): void {
