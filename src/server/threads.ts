@@ -85,8 +85,8 @@ export class ThreadDirectory {
    */
   resolve(name: string, also: string[] = []): ThreadControl {
     if (!this.names().includes(name)) {
-      const valid = [...also, ...this.names()].join(', ');
-      throw new HttpError(400, 'bad_request', `thread must be one of: ${valid} (got ${JSON.stringify(name.slice(0, 40))})`);
+      const lead = also.length ? `${also.join(' or ')} or ` : '';
+      throw new HttpError(400, 'bad_request', `thread must be ${lead}one of: ${this.names().join(', ')} (got ${JSON.stringify(name.slice(0, 40))})`);
     }
     const t = this.find(name);
     if (!t) throw new HttpError(503, 'unavailable', `${name} is restarting; try again`);
