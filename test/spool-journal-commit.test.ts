@@ -11,8 +11,8 @@ import { Sealer } from '../src/spool/sealer.js';
 import type { SpoolIo } from '../src/spool/io.js';
 import { chunk, context, fault, pend, ruledIo, session } from './support/spool-parts.js';
 
-function rig(dir: string, io?: SpoolIo) {
-  const parts = context(io);
+function rig(dir: string, io?: SpoolIo, now?: () => number) {
+  const parts = context(io, now ? { now } : {});
   const { ctx } = parts;
   const segments = new JournalSegments(ctx, join(dir, 'journal'), 0, 'r', 1 << 20, 10_000);
   const sealer = new Sealer(ctx, segments, join(dir, 'open'), join(dir, 'sealed'), 2, () => undefined);
@@ -20,12 +20,14 @@ function rig(dir: string, io?: SpoolIo) {
   const acks: [number, number, number][] = [];
   const commits: CommitStats[] = [];
   let before = 0;
+  const noSpace: boolean[] = [];
   const gc = new GroupCommit(ctx, segments, files, sealer, {
     beforeCommit: () => void before++,
     onDurable: (id, f, b) => acks.push([id, f, b]),
     onCommit: (c) => commits.push(c),
+    onNoSpace: (f) => noSpace.push(f),
   });
-  return { ...parts, segments, sealer, files, gc, acks, commits, before: () => before };
+  return { ...parts, segments, sealer, files, gc, acks, commits, noSpace, before: () => before };
 }
 
 function records(dir: string): number[] {
@@ -117,4 +119,37 @@ t.test('commits are coalesced and never overlap; SEALED marks ride on the next o
   r.gc.markDirty(c);
   await r.gc.commit();
   t.equal(r.ctx.counters.commits, 3, 'aborted: no commit');
+});
+
+t.test('a full disk: reported once, timer commits back off, a retry with nothing new rewrites the kept batch as is', async (t) => {
+  const dir = t.testdir();
+  let full = true;
+  let now = 1_000_000;
+  let writes = 0;
+  const r = rig(dir, ruledIo((op, p) => (op === 'write' && p.endsWith('.jnl') ? (writes++, full ? fault('ENOSPC') : undefined) : undefined)), () => now);
+  const c = chunk(dir);
+  pend(c, 2);
+  r.gc.markDirty(c);
+  await r.gc.commit();
+  await r.gc.commit(); // flush() retries at once
+  t.same(r.noSpace, [true], 'reported once');
+  const kept = (r.gc as unknown as { carry: { buf: Buffer } }).carry.buf;
+  await r.gc.commit();
+  t.equal((r.gc as unknown as { carry: { buf: Buffer } }).carry.buf, kept, 'nothing new: the same buffer, not a copy');
+  writes = 0;
+  await r.gc.tick(200);
+  t.equal(writes, 1, 'the first timer retry runs');
+  await r.gc.tick(200);
+  t.equal(writes, 1, 'the next one waits (backoff)');
+  now += 5000;
+  await r.gc.tick(200);
+  t.equal(writes, 2, 'and runs after at most 5 s');
+  t.same(r.acks, []);
+  full = false;
+  now += 5000;
+  await r.gc.tick(200);
+  t.same(r.acks, [[1, 2, 60]], 'space again: durable and acknowledged');
+  t.same(r.noSpace, [true, false]);
+  await r.gc.tick(200);
+  t.equal(writes, 3, 'no backoff after a success (nothing to write: no journal write)');
 });

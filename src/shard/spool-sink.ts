@@ -12,6 +12,8 @@ export interface SpoolWorkerConfig {
   fsyncMs: number;
   chunkSeconds: number;
   quotaSab: SharedArrayBuffer;
+  /** How long the shard's spool close (SIGTERM) may take before it leaves the rest to recovery. */
+  closeTimeoutMs?: number | undefined;
   /** Test only: LC3_PUSHER_TEST_SPOOL_FAULTS, a rule file for faultInjectingIo (src/spool/io.ts). */
   ioFaults?: string | undefined;
 }
@@ -30,10 +32,14 @@ export function createSpoolSinks(shard: number, cfg: SpoolWorkerConfig, emit: (e
   const slots = new Map<number, number>();
   const lastBytes = new Map<number, number>();
   let durable = 0;
+  const quota = new SpoolQuota(cfg.quotaSab);
   const spool = new ShardSpool({
     dir: cfg.dir,
     shard,
-    quota: new SpoolQuota(cfg.quotaSab),
+    quota,
+    // A full file system pauses every session (quota.full) and fails /readyz, like a full quota.
+    onNoSpace: (full) => quota.setNoSpace(shard, full),
+    ...(cfg.closeTimeoutMs !== undefined ? { closeTimeoutMs: cfg.closeTimeoutMs } : {}),
     fsyncMs: cfg.fsyncMs,
     chunkSeconds: cfg.chunkSeconds,
     onDurable: (id, frames, bytes) => {

@@ -46,7 +46,12 @@ export interface GroupCommitHooks {
   beforeCommit: () => void;
   onDurable: (sessionId: number, frames: number, bytes: number) => void;
   onCommit: (commit: CommitStats) => void;
+  /** The journal failed for lack of space (true: ENOSPC/EDQUOT) or was written again (false). */
+  onNoSpace: (full: boolean) => void;
 }
+
+/** Timer commits after a failed one wait fsyncMs, doubling up to this (a full disk is no busy loop). */
+const MAX_RETRY_MS = 5000;
 
 export class GroupCommit {
   /** Chunks with something to journal (new bytes, an OPEN, a SEAL). */
@@ -56,6 +61,10 @@ export class GroupCommit {
   private next: Promise<void> | null = null;
   /** The kept batch is the rewrite of one whose fsync failed: if this one fails too, say so. */
   private rewriting = false;
+  /** Consecutive failed commits, and the wall-clock time before which tick() does not retry. */
+  private failures = 0;
+  private retryAt = 0;
+  private noSpace = false;
   lastCommit: CommitStats | null = null;
 
   constructor(
@@ -65,6 +74,11 @@ export class GroupCommit {
     private readonly sealer: Sealer,
     private readonly hooks: GroupCommitHooks,
   ) {}
+
+  /** True while the last commit failed for lack of space (ENOSPC/EDQUOT). */
+  get diskFull(): boolean {
+    return this.noSpace;
+  }
 
   /** Whether anything waits to be journaled (a changed chunk, or a batch kept after a failure). */
   get pending(): boolean {
@@ -76,6 +90,17 @@ export class GroupCommit {
       c.dirty = true;
       this.dirty.add(c);
     }
+  }
+
+  /**
+   * The timer's commit: after failures, retried with backoff (fsyncMs · 2^n, ≤ 5 s) — each retry
+   * rewrites the whole kept batch, so retrying every fsyncMs on a full disk would burn a core.
+   */
+  tick(fsyncMs: number): Promise<void> {
+    if (this.failures > 0 && this.ctx.now() < this.retryAt) return Promise.resolve();
+    return this.commit().then(() => {
+      if (this.failures > 0) this.retryAt = this.ctx.now() + Math.min(MAX_RETRY_MS, fsyncMs * 2 ** Math.min(this.failures, 16));
+    });
   }
 
   /** Runs a commit (coalesced with one already queued; commits never overlap). */
@@ -122,12 +147,13 @@ export class GroupCommit {
 
   private async journal(chunks: Chunk[], marks: Chunk[], carry: { buf: Buffer; items: Item[] } | null, size: number, t0: number): Promise<boolean> {
     const ctx = this.ctx;
-    // One buffer per commit: the chunk-file writes of this commit use views into it.
-    const buf = Buffer.allocUnsafe(size);
+    // One buffer per commit: the chunk-file writes of this commit use views into it. A retry with
+    // nothing new writes the kept batch as it is (no copy of what may be megabytes).
+    const buf = carry && carry.buf.length === size ? carry.buf : Buffer.allocUnsafe(size);
     let at = 0;
     const items: Item[] = [];
     if (carry) {
-      carry.buf.copy(buf, 0);
+      if (buf !== carry.buf) carry.buf.copy(buf, 0);
       at = carry.buf.length;
       items.push(...carry.items);
       ctx.held -= carry.buf.length;
@@ -178,7 +204,8 @@ export class GroupCommit {
       ({ seg, writeMs, syncMs } = await this.segments.append(buf.subarray(0, at)));
     } catch (e) {
       // Nothing of this batch is acknowledged: keep it, rewrite it into a fresh segment next time.
-      this.carry = { buf: Buffer.from(buf.subarray(0, at)), items };
+      this.carry = { buf: at === buf.length ? buf : buf.subarray(0, at), items };
+      this.failures++;
       ctx.held += at;
       ctx.counters.commitErrors++;
       ctx.error(e, 'journal');
@@ -190,10 +217,20 @@ export class GroupCommit {
       const fsync = stage === 'sync' || (stage === 'write' && errCode(e) === 'EIO');
       if (fsync || this.rewriting) ctx.fsyncFailed(e, { where: 'journal', rewriteFailed: this.rewriting });
       if (fsync) this.rewriting = true;
+      const code = errCode(e);
+      if ((code === 'ENOSPC' || code === 'EDQUOT') !== this.noSpace) {
+        this.noSpace = !this.noSpace;
+        ctx.report(() => this.hooks.onNoSpace(this.noSpace), 'onNoSpace');
+      }
       ctx.checkCongestion();
       return false;
     }
     this.rewriting = false;
+    this.failures = 0;
+    if (this.noSpace) {
+      this.noSpace = false;
+      ctx.report(() => this.hooks.onNoSpace(false), 'onNoSpace');
+    }
     ctx.counters.commits++;
     const advanced = this.settle(items, seg, buf);
     this.sealer.pump();

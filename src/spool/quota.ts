@@ -7,6 +7,9 @@
 
 const BYTES = 0;
 const MAX = 1;
+/** Bit per shard whose journal last failed with ENOSPC/EDQUOT (the file system is full, whatever the quota says). */
+const NO_SPACE = 2;
+const SAB_BYTES = 24;
 
 export class SpoolQuota {
   readonly sab: SharedArrayBuffer;
@@ -18,11 +21,11 @@ export class SpoolQuota {
       if (!Number.isSafeInteger(maxBytesOrSab) || maxBytesOrSab <= 0) {
         throw new RangeError(`spool quota: max bytes must be a positive integer, got ${maxBytesOrSab}`);
       }
-      this.sab = new SharedArrayBuffer(16);
+      this.sab = new SharedArrayBuffer(SAB_BYTES);
       this.words = new BigInt64Array(this.sab);
       Atomics.store(this.words, MAX, BigInt(maxBytesOrSab));
     } else {
-      if (!(maxBytesOrSab instanceof SharedArrayBuffer) || maxBytesOrSab.byteLength !== 16) {
+      if (!(maxBytesOrSab instanceof SharedArrayBuffer) || maxBytesOrSab.byteLength !== SAB_BYTES) {
         throw new TypeError('spool quota: expected the SharedArrayBuffer of another SpoolQuota');
       }
       this.sab = maxBytesOrSab;
@@ -39,9 +42,24 @@ export class SpoolQuota {
     return Number(Atomics.load(this.words, MAX));
   }
 
-  /** True when the spool holds SPOOL_MAX_BYTES or more: pause sessions, fail /readyz. */
+  /**
+   * True when the spool holds SPOOL_MAX_BYTES or more, or its file system is full (a shard's
+   * journal failed with ENOSPC): pause sessions, fail /readyz.
+   */
   get full(): boolean {
-    return Atomics.load(this.words, BYTES) >= Atomics.load(this.words, MAX);
+    return Atomics.load(this.words, BYTES) >= Atomics.load(this.words, MAX) || this.noSpace;
+  }
+
+  /** True while some shard's journal cannot be written for lack of space (ENOSPC/EDQUOT). */
+  get noSpace(): boolean {
+    return Atomics.load(this.words, NO_SPACE) !== 0n;
+  }
+
+  /** Shard `shard` (0…62) found the disk full (true) or wrote its journal again (false). */
+  setNoSpace(shard: number, on: boolean): void {
+    const bit = 1n << BigInt(shard % 63);
+    if (on) Atomics.or(this.words, NO_SPACE, bit);
+    else Atomics.and(this.words, NO_SPACE, ~bit);
   }
 
   /** bytes / maxBytes (may exceed 1: data already read from sockets is never dropped). */

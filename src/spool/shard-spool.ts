@@ -71,6 +71,13 @@ export interface ShardSpoolOptions {
    * either — close the shard's sessions (1011), clients resend what was not acknowledged.
    */
   onFsyncFailure?: (err: Error, f: FsyncFailure) => void;
+  /** The journal failed for lack of space (ENOSPC/EDQUOT: true) or was written again (false). */
+  onNoSpace?: (full: boolean) => void;
+  /**
+   * close() gives up after this long (default: never): it stops like abort(), and what could not
+   * be sealed stays in the journal for the next start's recovery (SIGTERM on a full disk).
+   */
+  closeTimeoutMs?: number;
   /** Errors the spool handles itself (it retries); for logs and metrics. */
   onError?: (err: Error, context: string) => void;
   /** Wall clock, unix ms (tests). */
@@ -154,6 +161,7 @@ export class ShardSpool implements SessionHost {
   private allSealed: (() => void)[] = [];
   private readonly timer: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
+  private readonly closeTimeoutMs: number;
 
   constructor(opts: ShardSpoolOptions) {
     if (!Number.isInteger(opts.shard) || opts.shard < 0) throw new RangeError(`shard must be a non-negative integer, got ${opts.shard}`);
@@ -176,8 +184,10 @@ export class ShardSpool implements SessionHost {
       beforeCommit: () => this.sealAged(),
       onDurable: opts.onDurable ?? noop,
       onCommit: opts.onCommit ?? noop,
+      onNoSpace: opts.onNoSpace ?? noop,
     });
-    this.timer = setInterval(() => void this.commits.commit(), this.fsyncMs);
+    this.closeTimeoutMs = opts.closeTimeoutMs ?? Infinity;
+    this.timer = setInterval(() => void this.commits.tick(this.fsyncMs), this.fsyncMs);
     this.timer.unref();
   }
 
@@ -395,9 +405,17 @@ export class ShardSpool implements SessionHost {
   // ---------------------------------------------------------------- shutdown
 
   private async closeAll(): Promise<void> {
+    const deadline = Date.now() + this.closeTimeoutMs;
     for (const s of this.sessions.values()) void this.closeSession(s);
     for (;;) {
-      await this.flush();
+      const timedOut = await raceDeadline(this.flush(), deadline);
+      // A full disk will not make room while we wait: give up at once (SIGTERM must not hang).
+      if (timedOut || Date.now() >= deadline || this.commits.diskFull) {
+        const why = this.commits.diskFull ? 'the disk is full' : `not everything sealed within ${this.closeTimeoutMs} ms`;
+        this.ctx.error(new Error(`close: ${why}; what is journaled stays for the next start's recovery`), 'close');
+        this.abort();
+        return;
+      }
       if (this.ctx.aborted) return;
       if (this.openChunks.size === 0 && !this.commits.pending && this.files.pending === 0) break;
       await new Promise<void>((resolve) => {
@@ -410,6 +428,18 @@ export class ShardSpool implements SessionHost {
     }
     clearInterval(this.timer);
     await this.segments.prune(true);
+  }
+}
+
+/** Waits for `p` until the wall-clock `deadline`; true when the deadline came first. */
+async function raceDeadline(p: Promise<void>, deadline: number): Promise<boolean> {
+  if (deadline === Infinity) return p.then(() => false);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), Math.max(0, deadline - Date.now()))));
+  try {
+    return await Promise.race([p.then(() => false), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
