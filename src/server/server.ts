@@ -373,7 +373,10 @@ export class IngestServer {
     clearInterval(this.spoolPoll);
     this.http.close();
     for (const conn of this.connections) conn.close(1001, 'server is draining', 'drain');
-    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // With the spool full, a paused session's last messages cannot reach its shard before the
+    // deadline: waiting for them would spend the whole drain here (they are not acknowledged;
+    // clients resend them), so such sessions are terminated at once.
+    while (this.connections.size > 0 && Date.now() < deadline && !this.opts.spoolFull?.()) await new Promise((r) => setTimeout(r, 20));
     for (const conn of this.connections) conn.ws.terminate();
     await this.opts.onDrain?.(deadline);
     await this.supervisor.stop();
