@@ -113,10 +113,12 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
       for (const name of r.sealed) await uploader.api.notify(name);
       log('shard spool recovered', { shard, sealed: r.sealed.length, replayedBytes: r.replayedBytes });
     },
-    ready: () => (quota.full ? `spool full (${quota.bytes} of ${quota.maxBytes} bytes)` : undefined),
+    ready: () => (quota.noSpace ? `spool disk full (ENOSPC in ${config.SPOOL_DIR})` : quota.full ? `spool full (${quota.bytes} of ${quota.maxBytes} bytes)` : undefined),
     shardExtra: {
       log: logSettings,
-      spool: { dir: config.SPOOL_DIR, fsyncMs: config.FSYNC_MS, chunkSeconds: config.CHUNK_SECONDS, quotaSab: quota.sab, ioFaults: faults ? env.LC3_PUSHER_TEST_SPOOL_FAULTS : undefined },
+      spool: { dir: config.SPOOL_DIR, fsyncMs: config.FSYNC_MS, chunkSeconds: config.CHUNK_SECONDS, quotaSab: quota.sab, ioFaults: faults ? env.LC3_PUSHER_TEST_SPOOL_FAULTS : undefined,
+        // SIGTERM on a full disk: the shards stop sealing in time for the drain deadline (the rest is recovered at the next start).
+        closeTimeoutMs: Math.max(1000, config.DRAIN_TIMEOUT_S * 1000 - 2000) },
       // Each shard has its own pool (a pool cannot cross threads): they share 64 connections per origin.
       outbound: { allowPrivate: config.WEBHOOK_ALLOW_PRIVATE, connectionsPerOrigin: Math.max(1, Math.floor(HTTP_CONNECTIONS_PER_ORIGIN / config.SHARDS)), sessionBufferBytes: config.SESSION_BUFFER_BYTES },
     },
