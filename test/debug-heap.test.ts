@@ -23,6 +23,23 @@ interface HeapSnapshot {
 t.test('live: heap snapshots of a shard, the uploader and main parse as .heapsnapshot', async (t) => {
   const svc = await startService({ env: { ADMIN_TOKEN: 'adm', SHARDS: '2', SLOTS_PER_SHARD: '64' } });
   t.teardown(() => svc.stop());
+  // While shard-0 is paused for its snapshot, the main thread answers; afterwards the pause shows
+  // as shard-0's event-loop lag (the snapshot is taken inside that thread, on its loop).
+  let done = false;
+  const pending = fetch(`${svc.baseUrl}/debug/heap?thread=shard-0`, { headers: auth }).then(async (r) => {
+    await r.arrayBuffer();
+    done = true;
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  const t0 = Date.now();
+  t.equal((await fetch(`${svc.baseUrl}/healthz`)).status, 200);
+  t.notOk(done, `/healthz answered in ${Date.now() - t0} ms while shard-0's snapshot was being taken`);
+  await pending;
+  const metrics = await (await fetch(`${svc.baseUrl}/metrics`)).text();
+  const stall = Number(/^pusher_event_loop_lag_seconds\{thread="shard-0",quantile="1"\} (\S+)$/m.exec(metrics)?.[1]);
+  const other = Number(/^pusher_event_loop_lag_seconds\{thread="shard-1",quantile="1"\} (\S+)$/m.exec(metrics)?.[1]);
+  t.ok(stall > 0.05 && stall > other, `the snapshot's pause is shard-0's maximum lag: ${stall} s (shard-1: ${other} s)`);
+
   const snapshots: Record<string, HeapSnapshot> = {};
   for (const thread of ['shard-0', 'uploader', 'main', 'shard-1']) {
     const t0 = Date.now();
