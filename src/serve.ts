@@ -1,7 +1,6 @@
 // `lc3-pusher serve`: configuration from the environment, JSON logs, the durable spool and its
 // uploader, SIGTERM drain.
 import { mkdirSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
 import { Counter, Gauge } from 'prom-client';
 import { loadConfig, type Config } from './config.js';
 import { HTTP_CONNECTIONS_PER_ORIGIN } from './http/client.js';
@@ -16,8 +15,8 @@ import { parseFaults } from './shard/shard-core.js';
 import { SpoolQuota } from './spool/quota.js';
 import { recoverSpool } from './spool/recover.js';
 import type { UploaderApi, UploaderWorkerData } from './spool/uploader-worker.js';
-import { Comlink, nodeEndpoint } from './util/comlink-node.js';
-import { workerUrl } from './util/worker-url.js';
+import { UploaderSupervisor } from './spool/uploader-supervisor.js';
+import { Comlink } from './util/comlink-node.js';
 import { jobLog } from './log/job-log.js';
 import { errorKey, LimitedLog } from './log/limited.js';
 import { createLogger, type LogSettings, type Logger } from './log/logger.js';
@@ -50,15 +49,14 @@ async function startUploader(cfg: Config, quota: SpoolQuota, logger: Logger, log
     // It logs its own retries (thread "uploader", rate-limited).
     log,
   };
-  const worker = new Worker(workerUrl('uploader'), { workerData: data, name: 'uploader' });
-  const state = { stopping: false };
-  worker.on('error', (err) => logger.error({ err }, 'uploader thread crashed'));
-  worker.once('exit', (code) => {
-    if (!state.stopping) logger.error({ code }, 'uploader thread exited: nothing is uploaded until the service restarts');
+  // Restarted when it throws or exits (src/spool/uploader-supervisor.ts): `api` stays valid across restarts.
+  const uploader = new UploaderSupervisor({
+    data,
+    onCrash: ({ code, err, restarts, restartInMs }) => logger.error({ code, err, restarts, restartInMs }, 'uploader thread died; restarting it'),
+    onRestarted: ({ restarts, ms }) => logger.warn({ restarts, ms }, 'uploader thread restarted (it rescans the spool)'),
   });
-  const api = Comlink.wrap<UploaderApi>(nodeEndpoint(worker));
-  await api.stats(); // resolves once the worker has started (and scanned the spool)
-  return { worker, api, state };
+  await uploader.start(); // resolves once the worker has started (and scanned the spool)
+  return uploader;
 }
 
 /** Starts the whole service; `env` lets tests and the chaos harness set test-only switches. */
