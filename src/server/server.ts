@@ -301,12 +301,17 @@ export class IngestServer {
 
   private waitSpool(c: Connection): void {
     this.spoolWaiters.add(c);
-    this.spoolPoll ??= setInterval(() => {
+    if (this.spoolPoll) return;
+    const since = Date.now();
+    this.limitedLog.warn('spool full', {}, 'spool full (SPOOL_MAX_BYTES): sockets paused until uploads make room');
+    this.spoolPoll = setInterval(() => {
       if (this.opts.spoolFull?.()) return;
       const waiters = [...this.spoolWaiters];
       this.spoolWaiters.clear();
       clearInterval(this.spoolPoll);
       this.spoolPoll = undefined;
+      // Only a real stall is news (a spool at its bound flaps full/not full as uploads finish).
+      if (Date.now() - since >= 1000) this.logger.info({ pausedMs: Date.now() - since, sockets: waiters.length }, 'spool has room again');
       for (const w of waiters) w.flush();
     }, 100);
   }
