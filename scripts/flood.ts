@@ -68,8 +68,12 @@ console.log(formatFlood(f));
 console.log(`honest frames lost:  ${h.lostBytes} bytes (${h.sessions} ack=1 sessions sent ${h.sentBytes} bytes, ${h.ackedBytes} acknowledged); closed early: ${JSON.stringify(h.unexpectedCloses)}`);
 console.log(`a new session after the flood: ${after}`);
 console.log(`service RSS: ${rssBefore.toFixed(0)} MiB before, ${rssPeak.toFixed(0)} MiB at the peak, ${rssAfter.toFixed(0)} MiB after; ${exited === undefined ? 'alive' : `EXITED (${exited})`}`);
-await svc.stop();
+if (exited === undefined) {
+  const rejected = (await svc.scrape()).filter((m) => m.name === 'pusher_rejected_total').map((m) => `${m.labels.reason}=${m.value}`);
+  console.log(`pusher_rejected_total: ${rejected.join(', ')}`);
+}
 const slowOk = f.slow.closedByServer === f.slow.opened && f.slow.maxMs < hsMs + 3000;
 const ok = exited === undefined && h.lostBytes === 0 && Object.keys(h.unexpectedCloses).length === 0 && after === 'opened' && slowOk && rssPeak < maxRss;
+await svc.stop();
 console.log(ok ? 'PASS' : 'FAIL');
 process.exit(ok ? 0 : 1);
