@@ -201,6 +201,8 @@ export class IngestServer {
       }
     } catch (err) {
       const e = err instanceof HttpError ? err : new HttpError(500, 'internal', (err as Error).message);
+      // A refusal is the client's business; an unexpected failure is ours.
+      if (!(err instanceof HttpError)) this.logger.error({ err, path: url.pathname }, 'request failed');
       this.json(res, e.status, { error: e.message });
     }
   }
