@@ -107,3 +107,32 @@ t.test('segment creation failure throws (the caller keeps its batch); the next a
   await j.append(rec(REC_DATA, 1, 0, Buffer.alloc(1)));
   t.equal(j.count, 1);
 });
+
+t.test('a write cut short (ENOSPC) is cut back to the last whole record', async (t) => {
+  const dir = t.testdir();
+  let fail = false;
+  const base = ruledIo(() => undefined);
+  const io = {
+    ...base,
+    open: async (p: string, mode: 'excl' | 'rw') => {
+      const f = await base.open(p, mode);
+      return {
+        ...f,
+        write: async (d: Uint8Array, pos: number) => {
+          if (!fail) return f.write(d, pos);
+          await f.write(d.subarray(0, 10), pos); // part of the batch reached the disk
+          throw fault('ENOSPC');
+        },
+      };
+    },
+  };
+  const { ctx } = context(io);
+  const j = new JournalSegments(ctx, join(dir, 'journal'), 0, 'r', 1 << 20, 10_000);
+  const a = rec(REC_DATA, 1, 18, Buffer.alloc(40, 1));
+  const { seg } = await j.append(a);
+  fail = true;
+  await t.rejects(j.append(rec(REC_DATA, 1, 58, Buffer.alloc(40, 2))), { code: 'ENOSPC' });
+  const buf = readFileSync(seg.path);
+  t.equal(buf.length, a.length, 'no torn record left');
+  t.equal(parseSegment(buf).validBytes, buf.length);
+});

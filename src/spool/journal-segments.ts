@@ -63,7 +63,15 @@ export class JournalSegments {
     const seg = await this.segment();
     const tw = performance.now();
     this.failedAt = 'write';
-    await seg.file!.write(data, seg.size);
+    try {
+      await seg.file!.write(data, seg.size);
+    } catch (e) {
+      // A write cut short (ENOSPC after part of the batch) leaves a torn record: cut it off, so the
+      // segment ends on a whole record (recovery would stop there anyway; this keeps it tidy and
+      // gives the space back). Best effort: the segment is abandoned either way.
+      await seg.file!.truncate(seg.size).catch(noop);
+      throw e;
+    }
     const ts = performance.now();
     this.failedAt = 'sync';
     await seg.file!.datasync();
