@@ -302,7 +302,7 @@ function sample(t: number, phase: Sample['phase'], rssMb: number, over: Partial<
     openChunks: NaN,
     sealBacklog: NaN,
     oldestOpenS: NaN,
-    framesDecoded: 0,
+    framesReceived: 0,
     audioBytesReceived: 0,
     rejected: 0,
     shardRestarts: 0,
@@ -445,7 +445,7 @@ function outcome(over: Partial<Outcome> = {}): Outcome {
   return {
     figures: summarize(samples, phases),
     load: loadStats(),
-    framesDecoded: 6000,
+    framesReceived: 6000,
     audioBytesReceived: 180000,
     rejected: 0,
     shardRestarts: 0,
@@ -464,7 +464,7 @@ t.test('checks of a healthy run pass', async (t) => {
       ['rss-slope', true],
       ['rss-after-cooldown', true],
       ['leftovers', true],
-      ['frames-decoded', true],
+      ['frames-received', true],
       ['audio-received', true],
       ['frames-stored', true],
       ['uploads-drained', true],
@@ -501,8 +501,8 @@ t.test('each check flags its failure', async (t) => {
   fail({ figures: { ...o.figures, growthAfterCooldown: 31 * MiB } }, 'rss-after-cooldown', /\+31\.0 MB; bound \+30 MB/);
   fail({ figures: { ...o.figures, growthAfterCooldown: NaN } }, 'rss-after-cooldown', /NaN/);
   fail({ figures: { ...o.figures, final: { ...o.figures.final, decoders: 40, tasks: 3 } } }, 'leftovers', /tasks=3, decoders=40/);
-  fail({ framesDecoded: 5999 }, 'frames-decoded', /sent 6000, decoded 5999/);
-  fail({ framesDecoded: 6001 }, 'frames-decoded', /decoded 6001/);
+  fail({ framesReceived: 5999 }, 'frames-received', /sent 6000, received 5999/);
+  fail({ framesReceived: 6001 }, 'frames-received', /received 6001/);
   fail({ audioBytesReceived: 1 }, 'audio-received', /received by the service 1$/);
   fail({ rejected: 2 }, 'no-server-closes', /closed by the server: none; rejected 2/);
   fail({ load: loadStats({ serverCloses: { '1013': 2, '1006': 1 }, closeReasons: { '1013': 'server overloaded' } }) }, 'no-server-closes', /1006×1, 1013×2 \("server overloaded"\)/);
@@ -514,9 +514,9 @@ t.test('each check flags its failure', async (t) => {
   t.match(zeroUnknown.detail, /zero \? after/);
   // Uncertain audio (our own kills) widens the margin, not more.
   const unsure = loadStats({ uncertain: { frames: 3, bytes: 90, perKey: {} } });
-  const within = evaluate({ ...o, load: unsure, framesDecoded: 5997, audioBytesReceived: 179910 }, bounds);
-  t.ok(within.find((c) => c.name === 'frames-decoded')!.ok);
-  t.match(within.find((c) => c.name === 'frames-decoded')!.detail, /3 uncertain/);
+  const within = evaluate({ ...o, load: unsure, framesReceived: 5997, audioBytesReceived: 179910 }, bounds);
+  t.ok(within.find((c) => c.name === 'frames-received')!.ok);
+  t.match(within.find((c) => c.name === 'frames-received')!.detail, /3 uncertain/);
   t.match(within.find((c) => c.name === 'audio-received')!.detail, /90 uncertain/);
   t.ok(within.find((c) => c.name === 'audio-received')!.ok);
 });
@@ -571,23 +571,23 @@ t.test('report text, chart and CI verdict', async (t) => {
   t.match(text, /\[skip\] frames-stored/);
   t.match(text, /\[ ok \] rss-slope/);
   t.match(text, /slow sink .* received: \{"\/transcript":3\}/);
-  const failed = { ...r, sink: undefined, passed: false, checks: evaluate({ ...o, framesDecoded: 1 }, bounds), figures: { ...r.figures, growthAfterCooldown: -MiB, growthVsBaseline: -MiB } };
+  const failed = { ...r, sink: undefined, passed: false, checks: evaluate({ ...o, framesReceived: 1 }, bounds), figures: { ...r.figures, growthAfterCooldown: -MiB, growthVsBaseline: -MiB } };
   const ftext = describe(failed).join('\n');
   t.match(ftext, /== unit: FAIL/);
-  t.match(ftext, /\[FAIL\] frames-decoded/);
+  t.match(ftext, /\[FAIL\] frames-received/);
   t.match(ftext, /-1\.0 MiB vs plateau, -1\.0 MiB vs idle/);
   t.notMatch(ftext, /slow sink/);
   const svg = chart(r);
   t.match(svg, /device×40 \+ device×4 \+ omi-leak1×6 \+ omi-leak2×3/);
   t.match(svg, /all checks passed/);
-  t.match(chart(failed), /FAILED: frames-decoded<\/text>/, 'the failed checks are named on the chart');
+  t.match(chart(failed), /FAILED: frames-received<\/text>/, 'the failed checks are named on the chart');
   t.match(chart(failed), /-1\.0 MB vs warm-up plateau/);
 
   const leaked = { checks: evaluate({ ...o, figures: { ...o.figures, final: { ...o.figures.final, decoders: 9 } } }, bounds) };
   t.same(ciVerdict(r, leaked), { ok: true, messages: [] });
   const v = ciVerdict(failed, r);
   t.notOk(v.ok);
-  t.match(v.messages[0], /real service failed frames-decoded/);
+  t.match(v.messages[0], /real service failed frames-received/);
   t.match(v.messages[1], /positive control \(leak_on_close\) NOT flagged/);
   t.match(ciVerdict(r, { checks: [] }).messages[0], /no leftovers check/);
   const env = ciOptions('/tmp/x', () => {}, { X: '1' });

@@ -3,7 +3,7 @@
 // kills), samples it every second (current RSS from /proc, heaps, sessions, tasks, decoders,
 // rings, paused sockets, drops), fits the RSS slope over the post-warm-up load phase, checks that
 // everything a session owned is gone once the clients are, and that no audio was lost (frames
-// sent = decoded = received, and = stored when private cloud sync is on). Writes a JSON report
+// sent = received, and = stored when private cloud sync is on). Writes a JSON report
 // and an SVG chart.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,7 +50,7 @@ export interface Sample {
   openChunks: number;
   sealBacklog: number;
   oldestOpenS: number;
-  framesDecoded: number;
+  framesReceived: number;
   audioBytesReceived: number;
   rejected: number;
   shardRestarts: number;
@@ -94,7 +94,7 @@ export function sampleFrom(
     openChunks: num(metricSum(m, 'pusher_spool_open_chunks')),
     sealBacklog: num(metricSum(m, 'pusher_spool_seal_backlog')),
     oldestOpenS: maxOf(Object.values(metricBy(m, 'pusher_spool_oldest_open_chunk_seconds', 'shard'))),
-    framesDecoded: num(metricSum(m, 'pusher_frames_decoded_total')),
+    framesReceived: num(metricSum(m, 'pusher_frames_received_total')),
     audioBytesReceived: num(metricSum(m, 'pusher_audio_bytes_received_total')),
     rejected: num(metricSum(m, 'pusher_rejected_total')),
     shardRestarts: num(metricSum(m, 'pusher_shard_restarts_total')),
@@ -256,7 +256,7 @@ export interface Outcome {
   figures: Figures;
   load: LoadStats;
   /** Final service counters. */
-  framesDecoded: number;
+  framesReceived: number;
   audioBytesReceived: number;
   rejected: number;
   shardRestarts: number;
@@ -301,9 +301,9 @@ export function evaluate(o: Outcome, b: Bounds): Check[] {
   });
   const lost = (sent: number, unsure: number, got: number) => got > sent || got < sent - unsure;
   checks.push({
-    name: 'frames-decoded',
-    ok: !lost(l.lc3Frames, l.uncertain.frames, o.framesDecoded),
-    detail: `LC3 frames sent ${l.lc3Frames}, decoded ${o.framesDecoded}${l.uncertain.frames ? ` (${l.uncertain.frames} uncertain: in our buffer at a kill)` : ''}`,
+    name: 'frames-received',
+    ok: !lost(l.lc3Frames, l.uncertain.frames, o.framesReceived),
+    detail: `LC3 frames sent ${l.lc3Frames}, received ${o.framesReceived}${l.uncertain.frames ? ` (${l.uncertain.frames} uncertain: in our buffer at a kill)` : ''}`,
   });
   checks.push({
     name: 'audio-received',
@@ -714,7 +714,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const outcome: Outcome = {
     figures,
     load,
-    framesDecoded: metricSum(m, 'pusher_frames_decoded_total') ?? 0,
+    framesReceived: metricSum(m, 'pusher_frames_received_total') ?? 0,
     audioBytesReceived: metricSum(m, 'pusher_audio_bytes_received_total') ?? 0,
     rejected: metricSum(m, 'pusher_rejected_total') ?? 0,
     shardRestarts: metricSum(m, 'pusher_shard_restarts_total') ?? 0,
