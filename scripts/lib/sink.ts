@@ -64,6 +64,7 @@ export function sinkConfig(url: string, sync: boolean): { settings: object; env:
         audio_apps: [`${url}/audio-app`],
       },
     },
-    env: { PROCESS_CONVERSATION_URL: `${url}/process-conversation` },
+    // The sink is on loopback, which webhooks may not reach unless the operator allows it.
+    env: { PROCESS_CONVERSATION_URL: `${url}/process-conversation`, WEBHOOK_ALLOW_PRIVATE: '1' },
   };
 }
