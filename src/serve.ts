@@ -118,7 +118,7 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
         // SIGTERM on a full disk: the shards stop sealing in time for the drain deadline (the rest is recovered at the next start).
         closeTimeoutMs: Math.max(1000, config.DRAIN_TIMEOUT_S * 1000 - 2000) },
       // Each shard has its own pool (a pool cannot cross threads): they share 64 connections per origin.
-      outbound: { allowPrivate: config.WEBHOOK_ALLOW_PRIVATE, connectionsPerOrigin: Math.max(1, Math.floor(HTTP_CONNECTIONS_PER_ORIGIN / config.SHARDS)), sessionBufferBytes: config.SESSION_BUFFER_BYTES },
+      outbound: { allowPrivate: config.WEBHOOK_ALLOW_PRIVATE, connectionsPerOrigin: Math.max(1, Math.floor(HTTP_CONNECTIONS_PER_ORIGIN / config.SHARDS)), sessionBufferBytes: config.SESSION_BUFFER_BYTES, queueBytes: Math.floor(config.QUEUE_MAX_BYTES / config.SHARDS) },
     },
     debugThreads: { uploader: remoteThread(() => uploader.api) },
     onDrain: async (deadline) => {
@@ -127,7 +127,9 @@ export async function startService(config: Config, env: NodeJS.ProcessEnv = proc
       log('sessions closed', { closed: drainStart.sessions - open, terminated: open, ms: Date.now() - drainStart.at });
       // Sessions are closed and their chunks sealing; upload what we can and finish the jobs that
       // can finish before the deadline (the rest stays journaled for the next start).
-      const [, j] = await Promise.all([uploader.api.drain(Math.max(0, deadline - Date.now())), jobs.drain(deadline)]);
+      // The uploader gets half of what is left: the shards still have to stop (seal or leave their
+      // journal) after this, and an unreachable store or a full disk would otherwise spend it all.
+      const [, j] = await Promise.all([uploader.api.drain(Math.max(0, (deadline - Date.now()) / 2)), jobs.drain(deadline)]);
       log('jobs drained', { finished: j.finished, remaining: j.remaining });
     },
   });

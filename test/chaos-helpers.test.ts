@@ -674,7 +674,7 @@ t.test('slow sink: answers late, echoes the conversation, counts requests', asyn
   t.match(dflt.url, /^http:\/\/127\.0\.0\.1:\d+$/);
   await dflt.close();
   const c = sinkConfig('http://127.0.0.1:9', false);
-  t.same(c.env, { PROCESS_CONVERSATION_URL: 'http://127.0.0.1:9/process-conversation' });
+  t.same(c.env, { PROCESS_CONVERSATION_URL: 'http://127.0.0.1:9/process-conversation', WEBHOOK_ALLOW_PRIVATE: '1' });
   t.same(c.settings, {
     default: {
       private_cloud_sync: false,

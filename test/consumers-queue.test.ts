@@ -1,6 +1,6 @@
 // Drop-oldest queues and the per-session byte budget (DESIGN §3.3), plus the consumers' helpers.
 import t from 'tap';
-import { ByteBudget, DEFAULT_SESSION_BUFFER_BYTES, DropOldestQueue, newQueueCounters } from '../src/consumers/drop-queue.js';
+import { ByteBudget, DEFAULT_SESSION_BUFFER_BYTES, DropOldestQueue, newQueueCounters, SharedPool } from '../src/consumers/drop-queue.js';
 import { describe, FailureReporter, sleep, withQuery } from '../src/consumers/context.js';
 import { hasConsumers } from '../src/consumers/session-consumers.js';
 import { TaskScope } from '../src/session/task-scope.js';
@@ -29,6 +29,30 @@ t.test('bounded by item count: pushing past the bound drops the oldest and count
   q.release(20);
   t.same([c.depth.transcripts, c.bytes.transcripts, q.bytes], [0, 0, 0]);
   t.equal(q.shift(), undefined);
+});
+
+t.test("shard pool: a full pool makes a session drop its own oldest, never another session's", async (t) => {
+  const c = newQueueCounters();
+  const pool = new SharedPool(100);
+  const a = new DropOldestQueue<string>('audio_apps', 20, new ByteBudget(80, pool), c);
+  const b = new DropOldestQueue<string>('audio_webhook', 20, new ByteBudget(80, pool), c);
+  t.ok(a.push('a1', 30) && a.push('a2', 30));
+  t.ok(b.push('b1', 30));
+  t.equal(pool.used, 90);
+  t.ok(b.push('b2', 30), 'fits once b evicts b1');
+  t.same(items(a), ['a1', 'a2'], "a's items are untouched");
+  t.same(items(b), ['b2']);
+  t.equal(pool.used, 90, 'taken items stay charged (held) until released');
+  t.same([c.drops.audio_webhook, c.drops.audio_apps], [1, 0]);
+  t.notOk(b.push('b3', 20), 'b has nothing queued to evict and the pool is full: the new item is dropped');
+  t.equal(c.drops.audio_webhook, 2);
+  a.release(60);
+  b.release(30);
+  t.equal(pool.used, 0, 'releases return bytes to the pool');
+  t.ok(b.hold(50) && pool.used === 50, 'held bytes charge the pool');
+  b.close();
+  a.close();
+  t.equal(pool.used, 0, 'closing returns everything');
 });
 
 t.test('budget: this queue evicts its own oldest first, then the fullest other queue', async (t) => {

@@ -62,6 +62,7 @@ export const SETTINGS = {
   SETTINGS_URL: { kind: url(), default: '', help: 'per-user settings over HTTP: GET {url}?uid=U' },
   SETTINGS_REDIS_URL: { kind: url(['redis', 'rediss']), default: '', help: "per-user settings from the Omi backend's Redis keys" },
   SESSION_BUFFER_BYTES: { kind: size(64 * 1024, 1024 * MiB), default: '20MiB', help: "one budget over a session's webhook and app queues" },
+  QUEUE_MAX_BYTES: { kind: size(1 * MiB, 64 * 1024 * MiB), default: '256MiB', help: "every session's webhook and app queues together (split over the shards); past it a session drops its own oldest" },
   WEBHOOK_ALLOW_PRIVATE: { kind: bool(), default: '0', help: '1 lets webhooks reach loopback/private/link-local addresses' },
   PROCESS_CONVERSATION_URL: { kind: url(), default: '', help: 'where 104 jobs are POSTed (unset: a 104 is answered with an error)' },
   PROCESS_CONCURRENCY: { kind: int(1, 1024), default: '16', help: 'conversation jobs run at once' },

@@ -11,10 +11,10 @@ import type { HttpClient } from '../http/client.js';
 import type { TaskScope } from '../session/task-scope.js';
 import { AUDIO_APP_SECONDS, AUDIO_RETRY_DELAYS_MS, AudioFanout } from './audio.js';
 import { FailureReporter, type ConsumerContext } from './context.js';
-import { ByteBudget, DEFAULT_SESSION_BUFFER_BYTES, type QueueCounters } from './drop-queue.js';
+import { ByteBudget, DEFAULT_SESSION_BUFFER_BYTES, type QueueCounters, type SharedPool } from './drop-queue.js';
 import { TRANSCRIPT_TICK_MS, TranscriptFanout } from './transcripts.js';
 
-export { newQueueCounters, type QueueCounters } from './drop-queue.js';
+export { newQueueCounters, SharedPool, type QueueCounters } from './drop-queue.js';
 
 export interface ConsumerSettings {
   transcriptWebhook: string | null;
@@ -36,6 +36,8 @@ export interface SessionConsumersOptions {
   counters: QueueCounters;
   /** SESSION_BUFFER_BYTES: the byte budget of all this session's queues (0: the 20 MiB default). */
   budgetBytes: number;
+  /** The shard's pool over every session's queues (QUEUE_MAX_BYTES / SHARDS); absent: unbounded across sessions. */
+  pool?: SharedPool | undefined;
   onError?: (msg: string) => void;
   /** Audio-bytes webhook retry delays (default 1 s, 5 s, 30 s); for tests. */
   retryDelaysMs?: readonly number[];
@@ -58,7 +60,7 @@ export class SessionConsumers {
   constructor(o: SessionConsumersOptions) {
     const s = o.settings;
     this.scope = o.scope;
-    this.budget = new ByteBudget(o.budgetBytes > 0 ? o.budgetBytes : DEFAULT_SESSION_BUFFER_BYTES);
+    this.budget = new ByteBudget(o.budgetBytes > 0 ? o.budgetBytes : DEFAULT_SESSION_BUFFER_BYTES, o.pool);
     const ctx: ConsumerContext = {
       uid: o.uid,
       scope: o.scope,

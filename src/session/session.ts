@@ -11,7 +11,7 @@
 // frame overlapping silence, which is what packet-loss concealment produces for a lost frame.
 import { checkFrameBytes, checkParams, Lc3Decoder, type Lc3Module } from '../../wasm/lc3.js';
 import type { HttpClient } from '../http/client.js';
-import { SessionConsumers, type QueueCounters } from '../consumers/session-consumers.js';
+import { SessionConsumers, type QueueCounters, type SharedPool } from '../consumers/session-consumers.js';
 import { UNNAMED_CONVERSATION } from '../spool/names.js';
 import { Code, PART } from '../shard/ring.js';
 import {
@@ -78,7 +78,7 @@ export interface SessionDeps {
   sink?: SessionSink | undefined;
   pcmTap?: PcmTap | undefined;
   /** The shard's outgoing HTTP pool and queue figures (webhooks and apps; absent: no consumers). */
-  consumers?: { http: HttpClient; counters: QueueCounters; budgetBytes: number } | undefined;
+  consumers?: { http: HttpClient; counters: QueueCounters; budgetBytes: number; pool?: SharedPool | undefined } | undefined;
 }
 
 export class Session {
@@ -125,6 +125,7 @@ export class Session {
         http: c.http,
         counters: c.counters,
         budgetBytes: c.budgetBytes,
+        pool: c.pool,
         onError: (msg) => deps.emit({ t: 'log', msg: `session ${init.id}: ${msg}` }),
       });
     }

@@ -2,7 +2,7 @@
 // entry workers/shard.ts only wires it to comlink and the event port).
 import { loadLc3, type Lc3Module } from '../../wasm/lc3.js';
 import { decodeUtf8, type SessionInit, type ShardEvent } from '../session/protocol.js';
-import { newQueueCounters, type QueueCounters } from '../consumers/session-consumers.js';
+import { newQueueCounters, SharedPool, type QueueCounters } from '../consumers/session-consumers.js';
 import type { HttpClient, HttpTargetStats } from '../http/client.js';
 import { LATENCY_BUCKETS, newCounters, Session, type PcmTap, type SessionCounters, type SessionSink } from '../session/session.js';
 import { scopeCounters } from '../session/task-scope.js';
@@ -25,6 +25,8 @@ export interface ShardOptions {
   http?: HttpClient;
   /** SESSION_BUFFER_BYTES: one budget over each session's webhook and app queues. */
   sessionBufferBytes?: number;
+  /** The shard's share of QUEUE_MAX_BYTES: every session's webhook and app queues together. */
+  queueBytes?: number;
   /** Test/chaos fault switches are honoured only when this is true (never in production). */
   faultsAllowed?: boolean;
 }
@@ -93,6 +95,7 @@ export class ShardCore {
   readonly counters: SessionCounters = newCounters();
   /** Webhook and app queues of every session of this shard (pusher_queue_* metrics). */
   readonly queues: QueueCounters = newQueueCounters();
+  private readonly queuePool: SharedPool | undefined;
   readonly faults: ShardFaults = { drainDelayMs: 0, leakOnClose: false, dropDrained: false };
   private readonly sessions = new Map<number, Session>();
   private readonly openParts = new Map<number, Buffer[]>();
@@ -109,6 +112,7 @@ export class ShardCore {
     this.shard = opts.shard;
     this.consumer = new RingConsumer(opts.arena);
     this.lc3 = opts.lc3 ?? loadLc3();
+    this.queuePool = opts.queueBytes !== undefined ? new SharedPool(opts.queueBytes) : undefined;
   }
 
   private readonly onRecord = (slot: number, code: number, arrival: number, data: Uint8Array, off: number, len: number): void => {
@@ -147,7 +151,7 @@ export class ShardCore {
         counters: this.counters,
         sink: this.opts.sinkFor?.(init, slot),
         pcmTap: this.opts.pcmTap,
-        consumers: this.opts.http ? { http: this.opts.http, counters: this.queues, budgetBytes: this.opts.sessionBufferBytes ?? 20 * 2 ** 20 } : undefined,
+        consumers: this.opts.http ? { http: this.opts.http, counters: this.queues, budgetBytes: this.opts.sessionBufferBytes ?? 20 * 2 ** 20, pool: this.queuePool } : undefined,
       });
       this.sessions.set(slot, session);
     } catch (err) {

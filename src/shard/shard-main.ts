@@ -41,6 +41,8 @@ export interface OutboundConfig {
   connectionsPerOrigin: number;
   /** SESSION_BUFFER_BYTES. */
   sessionBufferBytes: number;
+  /** This shard's share of QUEUE_MAX_BYTES. */
+  queueBytes: number;
 }
 
 export interface ShardApi {
@@ -87,7 +89,7 @@ export async function createShard(d: ShardWorkerData): Promise<ShardApi> {
     graceMs: d.graceMs,
     faultsAllowed: d.faultsAllowed,
     ...(d.pcmTapDir ? { pcmTap: pcmFileTap(d.pcmTapDir) } : {}),
-    ...(http ? { http, sessionBufferBytes: d.outbound!.sessionBufferBytes } : {}),
+    ...(http ? { http, sessionBufferBytes: d.outbound!.sessionBufferBytes, queueBytes: d.outbound!.queueBytes } : {}),
     ...(spool
       ? {
           sinkFor: (init: SessionInit, slot: number) => spool.sinkFor(init, slot),
