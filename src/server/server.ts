@@ -37,7 +37,7 @@ export interface ServerOptions {
   ready?: () => string | undefined;
   /** Per-uid settings; without a provider nothing is spooled (sync off). */
   settings?: SettingsProvider;
-  /** True while the spool is at SPOOL_MAX_BYTES: sockets are paused until it is not. */
+  /** True while the spool is at SPOOL_MAX_BYTES or its disk is full: sockets are paused until it is not. */
   spoolFull?: () => boolean;
   /** Before a crashed shard restarts (recover the files its spool left open). */
   beforeShardRestart?: (shard: number) => Promise<void>;
@@ -305,7 +305,7 @@ export class IngestServer {
     this.spoolWaiters.add(c);
     if (this.spoolPoll) return;
     const since = Date.now();
-    this.limitedLog.warn('spool full', {}, 'spool full (SPOOL_MAX_BYTES): sockets paused until uploads make room');
+    this.limitedLog.warn('spool full', {}, 'spool full (SPOOL_MAX_BYTES, or its disk: ENOSPC): sockets paused until there is room');
     this.spoolPoll = setInterval(() => {
       if (this.opts.spoolFull?.()) return;
       const waiters = [...this.spoolWaiters];
