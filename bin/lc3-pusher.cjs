@@ -12,8 +12,18 @@ const { pathToFileURL } = require('node:url');
 // uploader fsyncs the local store, all on libuv's pool. With its default of 4 threads a few slow
 // fsyncs stall every other file operation of the process; sealing then falls behind under churn
 // and the journal cannot be pruned. Threads that wait on the disk cost no CPU.
+// The shard count comes from `--shards N` / `--shards=N` when given (flags override the env), then
+// SHARDS; a bad value is left for the CLI's own validation to refuse.
+function shardsWanted(argv, env) {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--shards' && Number(argv[i + 1]) > 0) return Number(argv[i + 1]);
+    if (a.startsWith('--shards=') && Number(a.slice(9)) > 0) return Number(a.slice(9));
+  }
+  return Number(env.SHARDS) > 0 ? Number(env.SHARDS) : availableParallelism();
+}
 if (!process.env.UV_THREADPOOL_SIZE) {
-  const shards = Number(process.env.SHARDS) > 0 ? Number(process.env.SHARDS) : availableParallelism();
+  const shards = shardsWanted(process.argv.slice(2), process.env);
   process.env.UV_THREADPOOL_SIZE = String(Math.min(128, 8 + 8 * shards));
 }
 

@@ -87,6 +87,8 @@ step_assemble() {
   cp -a package.json package-lock.json bin "$dest/"
   cp -a dist/src dist/workers dist/wasm "$dest/dist/"
   cp -a wasm/lc3.wasm "$dest/wasm/"
+  # The liblc3 version the wasm was built from (pusher_build_info{liblc3}).
+  if [ -f wasm/.build/version ]; then mkdir -p "$dest/wasm/.build" && cp -a wasm/.build/version "$dest/wasm/.build/"; fi
   if [ "${BUILD_STEPS_LINK:-}" = 1 ]; then
     cp -al node_modules "$dest/"
     if [ -e node_modules/.package-lock.json ]; then

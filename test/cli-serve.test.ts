@@ -50,6 +50,7 @@ t.test('flags over env; a minted token opens a session', async (t) => {
   t.match(out, /"msg":"listening"/, 'listening within 30 s');
   t.match(out, new RegExp(`"port":${port}\\b`), '--port wins over PORT');
   t.match(out, /"shards":1\b/, '--shards wins over SHARDS');
+  t.match(out, /"threadpool":16\b/, "libuv's pool is sized for --shards 1 (8 + 8 × 1), not for the env's SHARDS=2");
   t.same(await (await fetch(`http://127.0.0.1:${port}/healthz`)).json(), { ok: true });
   await t.rejects(fetch(`http://127.0.0.1:${envPort}/healthz`), 'nothing on the environment’s PORT');
 

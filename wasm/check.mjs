@@ -28,7 +28,7 @@ const imports = WebAssembly.Module.imports(mod);
 if (imports.length) fail(`unexpected imports: ${imports.map((i) => `${i.module}.${i.name}`).join(', ')}`);
 const have = new Set(WebAssembly.Module.exports(mod).map((e) => e.name));
 const need = ['memory', '__heap_base', 'lc3_decoder_size', 'lc3_setup_decoder', 'lc3_decode',
-  'lc3_encoder_size', 'lc3_setup_encoder', 'lc3_encode', 'lc3_frame_samples', 'lc3_delay_samples'];
+  'lc3_encoder_size', 'lc3_setup_encoder', 'lc3_encode', 'lc3_frame_samples', 'lc3_delay_samples', 'lc3_decode_frames'];
 const missing = need.filter((n) => !have.has(n));
 if (missing.length) fail(`missing exports: ${missing.join(', ')}`);
 
