@@ -131,3 +131,39 @@ const skip = why ? `full-disk tests skipped: ${why}` : false;
     t.equal(lost(ss, storeDir, 'k'), 0, `every acked byte (${acked}) recovered and stored`);
   });
 }
+
+{
+  const MB = 1 << 20;
+  t.test('the local store fills up: uploads back off (no storm, idle CPU), rate-limited logs; drained when space frees', { skip }, async (t) => {
+    const base = mkdtempSync(join(tmpdir(), 'lc3p-storefull-'));
+    const storeFs = join(base, 'storefs');
+    let svc: Awaited<ReturnType<typeof startService>> | undefined;
+    t.teardown(async () => {
+      await svc?.stop().catch(() => undefined);
+      unmount(storeFs);
+      rmSync(base, { recursive: true, force: true });
+    });
+    mountTmpfs(storeFs, 1 * MB);
+    svc = await startService({ dir: join(base, 'svc'), env: { STORE_DIR: join(storeFs, 'store'), SHARDS: '2', FSYNC_MS: '100', CHUNK_SECONDS: '1' } });
+    const s = svc;
+    const ss = await openStreamers(s, 's', 4);
+    const errors = async () => (await s.scrape()).find((m) => m.name === 'pusher_uploads_total' && m.labels.result === 'error')?.value ?? 0;
+    await pump(ss, 30_000, async () => (await errors()) > 0);
+    await pump(ss, 2000);
+    t.ok(await errors(), 'uploads fail: the store is full');
+    for (const c of ss) c.ws.close();
+    const e0 = await errors();
+    const cores = await coresOver(s, 4000);
+    const e1 = await errors();
+    t.ok(e1 - e0 < 40, `uploads back off: ${e1 - e0} failed attempts in 4 s`);
+    t.ok(cores < 0.2, `idle meanwhile (${cores.toFixed(3)} cores)`);
+    const lines = warnLines(s.logFile, /ENOSPC/);
+    t.ok(lines >= 1 && lines <= 12, `logged, rate-limited (${lines} lines)`);
+    resizeTmpfs(storeFs, 64 * MB);
+    const storeDir = join(storeFs, 'store');
+    const lostNow = () => ss.reduce((n, c, i) => n + Math.max(0, c.acked - storedPcm(storeDir, `s${i}`, i).matching), 0);
+    const end = Date.now() + 60_000;
+    while (lostNow() > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    t.equal(lostNow(), 0, `space freed: every acked byte uploaded (${ss.reduce((n, c) => n + c.acked, 0)} B)`);
+  });
+}
