@@ -165,11 +165,18 @@ t.test('spool full: sessions are paused, /readyz fails, nothing is dropped; resu
 const bin = fileURLToPath(new URL('../bin/lc3-pusher.cjs', import.meta.url));
 
 function startChild(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, [bin, 'serve'], { env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', SHARDS: '2', SLOTS_PER_SHARD: '64' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.resume();
+  // PORT=0: the kernel picks a free port and the listening line says which (no race with other tests).
+  const child = spawn(process.execPath, [bin, 'serve'], { env: { ...process.env, ...env, PORT: '0', HOST: '127.0.0.1', SHARDS: '2', SLOTS_PER_SHARD: '64' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let port = 0;
+  child.stdout!.on('data', (d: Buffer) => {
+    if (port) return;
+    out += d.toString();
+    const m = /"msg":"listening".*?"port":(\d+)|"port":(\d+)[^\n]*"msg":"listening"/.exec(out);
+    if (m) port = Number(m[1] ?? m[2]);
+  });
   child.stderr!.resume();
-  const healthy = () => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+  const healthy = () => port > 0 && fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
   return until(healthy, 30000, 'child listening').then(() => ({ child, port }));
 }
 

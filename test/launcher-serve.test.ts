@@ -19,8 +19,8 @@ function cleanEnv(over: Record<string, string>): NodeJS.ProcessEnv {
 
 async function serve(t: Test, over: Record<string, string>) {
   const dir = t.testdir();
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const env = cleanEnv({ PORT: String(port), HOST: '127.0.0.1', SHARDS: '1', SLOTS_PER_SHARD: '16', SPOOL_DIR: `${dir}/spool`, STORE_DIR: `${dir}/store`, ...over });
+  // PORT=0: the kernel picks a free port and the listening line says which (no race with other tests).
+  const env = cleanEnv({ PORT: '0', HOST: '127.0.0.1', SHARDS: '1', SLOTS_PER_SHARD: '16', SPOOL_DIR: `${dir}/spool`, STORE_DIR: `${dir}/store`, ...over });
   const child = spawn(launcher, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -30,7 +30,8 @@ async function serve(t: Test, over: Record<string, string>) {
   const deadline = Date.now() + 60_000;
   while (!out.includes('"listening"') && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   t.match(out, /"msg":"listening"/, 'waited (≤ 60 s) for the listening line on stdout');
-  const listening = JSON.parse(out.split('\n').find((l) => l.includes('"listening"')) ?? '{}') as { allocator?: string; threadpool?: number };
+  const listening = JSON.parse(out.split('\n').find((l) => l.includes('"listening"')) ?? '{}') as { allocator?: string; threadpool?: number; port?: number };
+  const port = listening.port;
   const maps = readFileSync(`/proc/${child.pid}/maps`, 'utf8');
   const comm = readFileSync(`/proc/${child.pid}/comm`, 'utf8').trim();
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
