@@ -165,8 +165,9 @@ t.test('spool full: sessions are paused, /readyz fails, nothing is dropped; resu
 const bin = fileURLToPath(new URL('../bin/lc3-pusher.cjs', import.meta.url));
 
 function startChild(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
-  // PORT=0: the kernel picks a free port and the listening line says which (no race with other tests).
-  const child = spawn(process.execPath, [bin, 'serve'], { env: { ...process.env, ...env, PORT: '0', HOST: '127.0.0.1', SHARDS: '2', SLOTS_PER_SHARD: '64' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // PORT=0: the kernel picks a free port and the listening line (level info) says which, so there
+  // is no race with other tests for a port.
+  const child = spawn(process.execPath, [bin, 'serve'], { env: { ...process.env, ...env, LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', SHARDS: '2', SLOTS_PER_SHARD: '64' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let port = 0;
   child.stdout!.on('data', (d: Buffer) => {
@@ -177,7 +178,13 @@ function startChild(env: Record<string, string>): Promise<{ child: ChildProcess;
   });
   child.stderr!.resume();
   const healthy = () => port > 0 && fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
-  return until(healthy, 30000, 'child listening').then(() => ({ child, port }));
+  return until(healthy, 30000, 'child listening').then(
+    () => ({ child, port }),
+    (err: Error) => {
+      child.kill('SIGKILL');
+      throw err;
+    },
+  );
 }
 
 t.test('kill -9 mid-stream, restart: every acked frame ends up in the store', async (t) => {
