@@ -1,22 +1,10 @@
 // `lc3-pusher config`: the effective configuration (defaults ← env ← flags), where each value came
 // from, secrets and URL credentials masked in text and JSON.
 import t from 'tap';
-import { main } from '../src/cli.js';
+import { cli } from './support/cli.js';
 import { maskUrl, SETTING_NAMES } from '../src/config.js';
 
 for (const n of SETTING_NAMES) delete process.env[n];
-
-async function cli(argv: string[], env: Record<string, string> = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  Object.assign(process.env, env);
-  try {
-    const code = await main(argv, { out: (s) => out.push(s), err: (s) => err.push(s) });
-    return { code, out, err };
-  } finally {
-    for (const k of Object.keys(env)) delete process.env[k];
-  }
-}
 
 const SECRETS = ['jwt-key-123', 'adm-tok-456', 'redispw789', 'gcspw000', 'apikey111', 'hookuser', 'settingspw'];
 const env = {

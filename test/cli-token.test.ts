@@ -3,23 +3,11 @@
 // is one line.
 import t from 'tap';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { main } from '../src/cli.js';
+import { cli } from './support/cli.js';
 import { MAX_TTL_S, mintToken, parseTtl } from '../src/cli/token.js';
 import { authenticate } from '../src/server/auth.js';
 
 delete process.env.AUTH_SECRET;
-
-async function cli(argv: string[], env: Record<string, string> = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  Object.assign(process.env, env);
-  try {
-    const code = await main(argv, { out: (s) => out.push(s), err: (s) => err.push(s) });
-    return { code, out, err };
-  } finally {
-    for (const k of Object.keys(env)) delete process.env[k];
-  }
-}
 
 const jwt = (secret: string) => ({ AUTH_MODE: 'jwt' as const, AUTH_SECRET: secret });
 

@@ -1,6 +1,6 @@
 // The types of ShardSpool's surface: its options, what a session is opened with, what a sealed
 // chunk is announced as, and its stats (each figure documented here).
-import type { FsyncFailure } from './context.js';
+import type { FsyncFailure, SpoolCounters } from './context.js';
 import type { SpoolFormat } from './format.js';
 import type { SpoolIo } from './io.js';
 import type { CommitStats } from './journal-commit.js';
@@ -80,7 +80,8 @@ export interface OpenSessionOptions {
   format: SpoolFormat;
 }
 
-export interface ShardSpoolStats {
+/** The spool's figures: its error and commit counters (SpoolCounters) and what it holds now. */
+export interface ShardSpoolStats extends SpoolCounters {
   sessions: number;
   /** Chunks not yet sealed. */
   openChunks: number;
@@ -91,15 +92,7 @@ export interface ShardSpoolStats {
   /** Audio held in memory, waiting for a commit or a retried write. */
   heldBytes: number;
   congested: boolean;
-  commits: number;
-  commitErrors: number;
-  /** Failed fdatasyncs / EIO writes (journal and chunk files); see onFsyncFailure. */
-  fsyncFailures: number;
-  writeErrors: number;
-  sealErrors: number;
-  sealedChunks: number;
   journalSegments: number;
   journalBytes: number;
   lastCommit: CommitStats | null;
-  maxCommitMs: number;
 }
