@@ -3,34 +3,13 @@
 // acked and every sent frame is stored, no session is closed; when the rewrite fails too, the
 // shard closes its sessions with 1011 and everything acknowledged before is still stored.
 import t from 'tap';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { WebSocket } from 'ws';
-import { wavToLc3 } from '../src/codec/transcode.js';
-import { parseLc3File } from '../src/formats/lc3file.js';
-import { encodeWav } from '../src/formats/wav.js';
-import { testSignal } from './support/audio.js';
+import { checkStoredFrames, testLc3Frames } from '../scripts/lib/lc3-store.js';
 import { closed, startTestService, until, type TestService } from './support/service.js';
 
-const frames = parseLc3File(wavToLc3(encodeWav(16000, 1, testSignal(16000, 1)), { bitrate: 24000, frameUs: 10000 })).frames;
-
-/** Frames of `uid` in the local store, in time order. */
-function storedFrames(storeDir: string, uid: string): Buffer[] {
-  const root = join(storeDir, 'chunks', uid);
-  const out: { name: string; data: Buffer }[] = [];
-  const walk = (d: string): void => {
-    if (!existsSync(d)) return;
-    for (const e of readdirSync(d)) {
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (e.endsWith('.lc3')) out.push({ name: relative(root, p), data: readFileSync(p) });
-    }
-  };
-  walk(root);
-  const start = (n: string): number => Number(n.slice(n.lastIndexOf('/') + 1, -'.lc3'.length));
-  out.sort((a, b) => start(a.name) - start(b.name));
-  return out.flatMap((o) => parseLc3File(o.data).frames.map((f) => Buffer.from(f)));
-}
+const frames = testLc3Frames();
 
 interface Client {
   ws: WebSocket;
@@ -67,18 +46,10 @@ async function streamFor(cs: Client[], ms: number): Promise<void> {
 
 /** Frames of the first `n` sent that are not in the store, in order, byte for byte. */
 function missingOf(storeDir: string, uid: string, n: number, where?: string[]): number {
-  const got = storedFrames(storeDir, uid);
-  let missing = 0;
-  let first = -1;
-  for (let k = 0; k < n; k++) {
-    if (!got[k]?.equals(frames[k % frames.length]!)) {
-      missing++;
-      if (first < 0) first = k;
-    }
-  }
+  const c = checkStoredFrames(storeDir, uid, n, frames);
   // Which frames: a tail not yet uploaded and a hole or duplicate in the middle read differently.
-  if (missing && where) where.push(`${uid}: ${missing} of ${n} from frame ${first}; ${got.length} stored`);
-  return missing;
+  if (c.missing && where) where.push(`${uid}: ${c.missing} of ${n} from frame ${c.first}; ${c.stored} stored`);
+  return c.missing;
 }
 
 t.test('one failed journal fsync: rewritten into a new segment; nothing lost, no session closed', async (t) => {
