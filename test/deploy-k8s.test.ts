@@ -249,7 +249,7 @@ t.test('each check fails when the manifests disagree', async (t) => {
     ['an invalid setting', (o) => void (single(o, 'ConfigMap').data.AUTH_MODE = 'oauth'), /not a valid configuration: .*AUTH_MODE/],
     ['a key missing from the ConfigMap', (o) => void delete single(o, 'ConfigMap').data.GCS_BUCKET, /no key GCS_BUCKET in ConfigMap/],
     ['running as root', (o) => void (stsOf(o).spec.template.spec.securityContext.runAsUser = 0), /runAsUser\/fsGroup are not the image's USER 10001/],
-    ['request over limit', (o) => void (containerOf(o).resources.requests.memory = '2Gi'), /memory: request 2Gi and limit 1Gi/],
+    ['request over limit', (o) => void (containerOf(o).resources.requests.memory = '3Gi'), /memory: request 3Gi and limit 2Gi/],
   ];
   for (const [name, mutate, want] of cases) {
     const o = copy();
