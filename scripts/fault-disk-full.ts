@@ -26,13 +26,9 @@ import {
   warnLines,
   type Streamer,
 } from './lib/fault-disk.js';
+import { numArg } from './lib/num-arg.js';
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i > 0 ? Number(process.argv[i + 1]) : dflt;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number, got ${process.argv[i + 1]}`);
-  return v;
-}
+const arg = (name: string, dflt: number): number => numArg(name, dflt);
 
 const SESSIONS = arg('sessions', 20);
 const SPOOL_MB = arg('spool-mb', 24);

@@ -26,15 +26,11 @@ import { closed, startTestService, type TestService } from '../test/support/serv
 import { checkStoredFrames, testLc3Frames } from './lib/lc3-store.js';
 import { ensureTsWorkers } from './lib/ts-workers.js';
 import { sleep, until, within } from './lib/wait.js';
+import { numArg } from './lib/num-arg.js';
 
 ensureTsWorkers(import.meta.url); // from source: re-run under a loader the shard workers get too
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i > 0 ? Number(process.argv[i + 1]) : dflt;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number, got ${process.argv[i + 1]}`);
-  return v;
-}
+const arg = (name: string, dflt: number): number => numArg(name, dflt);
 
 function choice<T extends string>(name: string, values: readonly T[], dflt: T): T {
   const i = process.argv.indexOf(`--${name}`);
