@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { spawnLoadgen, type LoadgenChild } from './lib/loadgen-child.js';
 import { readProcCpu, readThreadsCpu } from './lib/proc.js';
 import { repoRoot, startService } from './lib/service.js';
+import { sleep, within } from './lib/wait.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,19 +37,6 @@ if (!streamsList.every((n) => n > 0 && Number.isInteger(n)) || !(seconds > 0) ||
   process.exit(2);
 }
 const log = (s: string) => console.error(`[bench-floor] ${s}`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** `p` or an error saying what was awaited, after `ms`. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)));
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 interface Target {
   pid: number;
   port: number;
@@ -91,23 +79,17 @@ interface Window {
 /** Drives N real-time streams at `target` and measures CPU over `seconds` after `warmup`. */
 async function measure(target: Target, n: number): Promise<Window> {
   const gen: LoadgenChild = spawnLoadgen(['--port', String(target.port), '--workload', `device:${n}`, '--seconds', String(warmup + seconds + 30)]);
-  const died = gen.result.then(
-    () => Promise.reject(new Error('the load generator ended before the measurement did')),
-    (err: Error) => Promise.reject(err),
-  );
-  died.catch(() => {});
   try {
-    await within(Promise.race([gen.connected, died]), 60_000, `${n} clients to connect`);
-    await within(Promise.race([sleep(warmup * 1000), died]), warmup * 1000 + 5000, 'the warm-up');
+    await gen.waitConnected(60_000);
+    await within(gen.during(sleep(warmup * 1000)), warmup * 1000 + 5000, 'the warm-up');
     const sample = () => ({ t: performance.now(), msgs: gen.progress().messages, main: readThreadsCpu(target.pid)[target.pid] ?? NaN, total: readProcCpu(target.pid) ?? NaN, gen: readProcCpu(gen.pid) ?? NaN });
-    // The generator reports progress once per tick; start from a fresh report.
     const a = sample();
-    await within(Promise.race([sleep(seconds * 1000), died]), seconds * 1000 + 5000, 'the measurement window');
+    await within(gen.during(sleep(seconds * 1000)), seconds * 1000 + 5000, 'the measurement window');
     const b = sample();
     const s = (b.t - a.t) / 1000;
     return { messages: b.msgs - a.msgs, mainCpu: b.main - a.main, totalCpu: b.total - a.total, genCpu: b.gen - a.gen, seconds: s };
   } finally {
-    await within(gen.stop(), 15_000, 'the load generator to stop').catch(() => gen.proc.kill('SIGKILL'));
+    await gen.stop(15_000);
   }
 }
 
