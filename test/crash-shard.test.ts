@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { LocalStore } from '../src/store/local.js';
-import { startTestService, until } from './support/service.js';
+import { audioMsg, startTestService, until } from './support/service.js';
 
 const N = 200;
 
@@ -47,11 +47,7 @@ t.test(`a shard killed under ${N} sessions: only its sessions see 1011, nothing 
   const tick = setInterval(() => {
     for (const s of sessions) {
       if (s.ws.readyState !== WebSocket.OPEN) continue;
-      const m = Buffer.alloc(12 + pcm.length);
-      m.writeUInt32LE(101, 0);
-      m.writeDoubleLE(Date.now() / 1000, 4);
-      pcm.copy(m, 12);
-      s.ws.send(m);
+      s.ws.send(audioMsg(Date.now() / 1000, pcm));
       s.sent += pcm.length;
     }
   }, 100);
