@@ -153,3 +153,59 @@ t.test('a full disk: reported once, timer commits back off, a retry with nothing
   await r.gc.tick(200);
   t.equal(writes, 3, 'no backoff after a success (nothing to write: no journal write)');
 });
+
+t.test('batch buffers are pooled: reused once their chunk writes are done, never while one holds them', async (t) => {
+  const dir = t.testdir();
+  // Chunk-file writes wait while `hold` is set; the journal's writes are recorded by buffer.
+  let hold: Promise<void> | null = null;
+  let open: () => void = () => undefined;
+  const journalBuffers: ArrayBufferLike[] = [];
+  const base = ruledIo(() => undefined);
+  const io: SpoolIo = {
+    ...base,
+    open: async (p, mode) => {
+      const f = await base.open(p, mode);
+      return {
+        ...f,
+        write: async (d, pos) => {
+          if (p.endsWith('.jnl')) journalBuffers.push(d.buffer);
+          else if (hold) await hold;
+          return f.write(d, pos);
+        },
+        datasync: () => f.datasync(),
+        truncate: (n) => f.truncate(n),
+        close: () => f.close(),
+      };
+    },
+  };
+  const r = rig(dir, io);
+  const c = chunk(dir);
+  const round = async (fill: number): Promise<void> => {
+    pend(c, 2, fill);
+    r.ctx.held += c.pendLen;
+    r.gc.markDirty(c);
+    await r.gc.commit();
+  };
+  await round(1);
+  while (r.files.running) await r.files.running;
+  await round(2);
+  while (r.files.running) await r.files.running;
+  t.equal(journalBuffers.length, 2);
+  t.equal(journalBuffers[1], journalBuffers[0], 'the second commit reuses the first one\'s buffer');
+  hold = new Promise((res) => (open = res));
+  await round(3); // its chunk write waits, holding the buffer
+  await round(4);
+  t.not(journalBuffers[3], journalBuffers[2], 'a buffer a chunk write still holds is not handed out');
+  open();
+  hold = null;
+  while (r.files.running) await r.files.running;
+  const file = readFileSync(c.openAbs).subarray(18);
+  const want = Buffer.concat([1, 2, 3, 4].map((fill) => {
+    const b = Buffer.alloc(64, fill);
+    b.writeUInt16LE(30, 0);
+    b.writeUInt16LE(30, 32);
+    return b;
+  }));
+  t.same(file, want, 'every commit\'s bytes landed as journaled, none overwritten by a later batch');
+  t.equal(r.ctx.held, 0);
+});

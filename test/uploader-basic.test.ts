@@ -61,6 +61,9 @@ t.test('uploads sealed chunks from a real spool with their metadata, then delete
     in_flight: 0,
     consecutive_failures: 0,
   });
+  const reads = (up as unknown as { reads: { idleBytes: number } }).reads;
+  const kept = reads.idleBytes / (64 << 10);
+  t.ok(Number.isInteger(kept) && kept >= 1 && kept <= 3, `the reads went through pooled 64 KiB buffers, kept for the next (${kept})`);
   await up.close();
 });
 

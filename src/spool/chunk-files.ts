@@ -71,6 +71,8 @@ export class ChunkFiles {
         const u = c.unwritten[0]!;
         await f.write(u.data, u.pos);
         c.unwritten.shift();
+        u.lease?.release();
+        u.lease = null;
         this.ctx.held -= u.data.length;
         this.ctx.quota.add(u.data.length);
       }
@@ -78,9 +80,10 @@ export class ChunkFiles {
       if (c.sealJournaled && c.state === 'open') this.onReadyToSeal(c);
     } catch (e) {
       for (const u of c.unwritten) {
-        if (!u.owned) {
-          u.data = Buffer.from(u.data); // do not keep a whole commit's buffer alive for it
-          u.owned = true;
+        if (u.lease) {
+          u.data = Buffer.from(u.data); // do not keep a whole commit's buffer out of its pool for it
+          u.lease.release();
+          u.lease = null;
         }
       }
       this.ctx.counters.writeErrors++;

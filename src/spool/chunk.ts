@@ -8,12 +8,14 @@ import type { OpenPayload } from './journal.js';
 import type { SpoolFile } from './io.js';
 import { checkConversationId, SpoolInputError } from './names.js';
 import type { Segment } from './journal-segments.js';
+import type { SharedBuffer } from '../util/scratch-pool.js';
 
 export interface PendingWrite {
   pos: number;
   data: Uint8Array;
-  /** false: a view into its commit's batch buffer (copied if the write has to wait for a retry). */
-  owned: boolean;
+  /** The commit's batch buffer `data` is a view into (released once written, or copied out if the
+   *  write has to wait for a retry); null: `data` is its own copy. */
+  lease: SharedBuffer | null;
 }
 
 export class Chunk {

@@ -19,7 +19,11 @@ export interface SpoolIo {
   open(path: string, mode: 'excl' | 'rw'): Promise<SpoolFile>;
   /** mkdir -p; returns the first directory created, undefined when it already existed. */
   mkdirp(path: string): Promise<string | undefined>;
-  readFile(path: string): Promise<Buffer>;
+  /**
+   * The whole file. With `alloc`, read into alloc(size) (a pooled buffer of at least size bytes)
+   * and returned as a view of it; wrappers that ignore `alloc` stay correct, only unpooled.
+   */
+  readFile(path: string, alloc?: (size: number) => Buffer): Promise<Buffer>;
   readdir(path: string): Promise<Dirent[]>;
   stat(path: string): Promise<{ size: number; ino: number; isFile(): boolean }>;
   link(existing: string, newPath: string): Promise<void>;
@@ -59,7 +63,7 @@ export const nodeIo: SpoolIo = {
     return new NodeFile(await open(path, mode === 'excl' ? 'wx+' : constants.O_RDWR | constants.O_CREAT, 0o644));
   },
   mkdirp: (path) => mkdir(path, { recursive: true }),
-  readFile: (path) => readFile(path),
+  readFile: (path, alloc) => (alloc ? readInto(path, alloc) : readFile(path)),
   readdir: (path) => readdir(path, { withFileTypes: true }),
   stat: (path) => stat(path),
   link: (a, b) => link(a, b),
@@ -75,6 +79,27 @@ export const nodeIo: SpoolIo = {
     }
   },
 };
+
+/** readFile into a caller's buffer (it may have grown since the stat: read on to the end). */
+async function readInto(path: string, alloc: (size: number) => Buffer): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    let buf = alloc((await fh.stat()).size);
+    let at = 0;
+    for (;;) {
+      if (at === buf.length) {
+        const grown = alloc(2 * buf.length + 1);
+        buf.copy(grown, 0, 0, at);
+        buf = grown;
+      }
+      const { bytesRead } = await fh.read(buf, at, buf.length - at, at);
+      if (bytesRead === 0) return buf.subarray(0, at);
+      at += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+}
 
 export function errCode(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException | null)?.code;

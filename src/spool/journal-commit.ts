@@ -15,6 +15,7 @@ import { errCode } from './io.js';
 import { REC_DATA, REC_OPEN, REC_SEAL, REC_SEALED, RECORD_HEADER_BYTES, writeRecord } from './journal.js';
 import type { JournalSegments, Segment } from './journal-segments.js';
 import type { Sealer } from './sealer.js';
+import { SharedBuffer, SizeClassPool } from '../util/scratch-pool.js';
 
 export interface CommitStats {
   /** Records and bytes in the journal write. */
@@ -53,10 +54,22 @@ export interface GroupCommitHooks {
 /** Timer commits after a failed one wait fsyncMs, doubling up to this (a full disk is no busy loop). */
 const MAX_RETRY_MS = 5000;
 
+/** A batch written (or to be written again): `buf` is a view of `lease`'s pooled buffer. */
+interface Batch {
+  buf: Buffer;
+  items: Item[];
+  lease: SharedBuffer;
+}
+
 export class GroupCommit {
   /** Chunks with something to journal (new bytes, an OPEN, a SEAL). */
   private readonly dirty = new Set<Chunk>();
-  private carry: { buf: Buffer; items: Item[] } | null = null;
+  private carry: Batch | null = null;
+  /**
+   * The batch buffers, pooled (see SizeClassPool): one per commit, alive until that commit's
+   * chunk-file writes are done, so two or three are in use at once. Idle: ≤ 2 per size class.
+   */
+  private readonly buffers = new SizeClassPool(64 << 10, 16 << 20, 2, 16 << 20);
   private chain: Promise<void> = Promise.resolve();
   private next: Promise<void> | null = null;
   /** The kept batch is the rewrite of one whose fsync failed: if this one fails too, say so. */
@@ -145,15 +158,21 @@ export class GroupCommit {
     if (totalMs > counters.maxCommitMs && size > 0) counters.maxCommitMs = totalMs;
   }
 
-  private async journal(chunks: Chunk[], marks: Chunk[], carry: { buf: Buffer; items: Item[] } | null, size: number, t0: number): Promise<boolean> {
+  private async journal(chunks: Chunk[], marks: Chunk[], carry: Batch | null, size: number, t0: number): Promise<boolean> {
     const ctx = this.ctx;
-    // One buffer per commit: the chunk-file writes of this commit use views into it. A retry with
-    // nothing new writes the kept batch as it is (no copy of what may be megabytes).
-    const buf = carry && carry.buf.length === size ? carry.buf : Buffer.allocUnsafe(size);
+    // One pooled buffer per commit: the chunk-file writes of this commit use views into it, each
+    // holding a reference. A retry with nothing new writes the kept batch as it is (no copy of
+    // what may be megabytes).
+    const reuse = carry !== null && carry.buf.length === size;
+    const lease = reuse ? carry.lease : new SharedBuffer(this.buffers.take(size), this.buffers);
+    const buf = reuse ? carry.buf : lease.buf;
     let at = 0;
     const items: Item[] = [];
     if (carry) {
-      if (buf !== carry.buf) carry.buf.copy(buf, 0);
+      if (!reuse) {
+        carry.buf.copy(buf, 0);
+        carry.lease.release();
+      }
       at = carry.buf.length;
       items.push(...carry.items);
       ctx.held -= carry.buf.length;
@@ -204,7 +223,7 @@ export class GroupCommit {
       ({ seg, writeMs, syncMs } = await this.segments.append(buf.subarray(0, at)));
     } catch (e) {
       // Nothing of this batch is acknowledged: keep it, rewrite it into a fresh segment next time.
-      this.carry = { buf: at === buf.length ? buf : buf.subarray(0, at), items };
+      this.carry = { buf: at === buf.length ? buf : buf.subarray(0, at), items, lease };
       this.failures++;
       ctx.held += at;
       ctx.counters.commitErrors++;
@@ -232,7 +251,8 @@ export class GroupCommit {
       ctx.report(() => this.hooks.onNoSpace(false), 'onNoSpace');
     }
     ctx.counters.commits++;
-    const advanced = this.settle(items, seg, buf);
+    const advanced = this.settle(items, seg, buf, lease);
+    lease.release(); // the commit's own reference: the chunk writes hold theirs
     this.sealer.pump();
     for (const s of advanced) {
       s.notify = false;
@@ -246,7 +266,7 @@ export class GroupCommit {
   }
 
   /** The batch is durable in `seg`: advance the sessions' durable counts, pass the bytes on. */
-  private settle(items: Item[], seg: Segment, buf: Buffer): SessionSpool[] {
+  private settle(items: Item[], seg: Segment, buf: Buffer, lease: SharedBuffer): SessionSpool[] {
     const advanced: SessionSpool[] = [];
     for (const it of items) {
       const c = it.chunk;
@@ -255,7 +275,7 @@ export class GroupCommit {
         seg.refs++;
       }
       if (it.dataLen > 0) {
-        c.unwritten.push({ pos: it.pos, data: buf.subarray(it.dataAt, it.dataAt + it.dataLen), owned: false });
+        c.unwritten.push({ pos: it.pos, data: buf.subarray(it.dataAt, it.dataAt + it.dataLen), lease: lease.retain() });
         this.ctx.held += it.dataLen; // until it is in the chunk file
         this.files.add(c);
         const s = c.session;

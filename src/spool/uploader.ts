@@ -22,6 +22,7 @@ import { bumpObjectName, contentTypeFor, parseObjectName, SEALED_DIR } from './n
 import type { SpoolQuota } from './quota.js';
 import { walkFiles } from './recover.js';
 import { MinHeap } from '../util/min-heap.js';
+import { SizeClassPool } from '../util/scratch-pool.js';
 import { LatencyBuckets, type LatencySnapshot } from '../util/latency-buckets.js';
 
 /** Upload-duration buckets: < 1 ms … < 65.5 s (2^16 ms), then the rest. */
@@ -119,6 +120,8 @@ export class Uploader {
   private settleWaiters: (() => void)[] = [];
   private readonly listen: boolean;
   private readonly counters = { ok: 0, error: 0, retries: 0, bytes: 0 };
+  /** Sealed chunks read for hashing: one buffer per upload in flight, then reused. */
+  private readonly reads = new SizeClassPool(64 << 10, 8 << 20, 4, 16 << 20);
   private readonly durations = { ok: new LatencyBuckets(UPLOAD_LATENCY_BUCKETS), error: new LatencyBuckets(UPLOAD_LATENCY_BUCKETS) };
 
   constructor(o: UploaderOptions) {
@@ -296,41 +299,62 @@ export class Uploader {
 
   private async uploadOnce(e: Entry): Promise<'ok' | 'gone'> {
     const path = join(this.sealedRoot, e.name);
-    let buf: Buffer;
-    try {
-      buf = await this.io.readFile(path);
-    } catch (err) {
-      if (errCode(err) === 'ENOENT') return 'gone'; // uploaded meanwhile (a duplicate notify)
-      throw err;
-    }
-    if (e.size !== buf.length) {
-      this.bytesWaiting += buf.length - e.size;
-      e.size = buf.length;
-    }
-    const sha256 = createHash('sha256').update(buf).digest('hex');
-    const ext = parseObjectName(e.name)!.ext;
-    const meta: PutMeta = { contentType: contentTypeFor(ext), metadata: audioMetadata(buf, ext, sha256), size: buf.length, sha256 };
+    const d = await this.describe(e, path);
+    if (d === 'gone') return 'gone';
+    const { size, sha256, meta } = d;
     let target = e.name;
     for (;;) {
       const existing = await this.store.stat(target);
       if (!existing) {
         await this.store.putFile(target, path, meta);
-        this.counters.bytes += buf.length;
+        this.counters.bytes += size;
         break;
       }
-      if (existing.size === buf.length && existing.metadata.sha256 === sha256) break; // uploaded before
+      if (existing.size === size && existing.metadata.sha256 === sha256) break; // uploaded before
       target = bumpObjectName(target);
     }
     // Confirmed by the store: the spool copy can go.
     await this.io.unlink(path).catch((err: unknown) => {
       if (errCode(err) !== 'ENOENT') throw err;
     });
-    this.quota?.sub(buf.length);
+    this.quota?.sub(size);
     this.counters.ok++;
     await pruneDirs(this.io, join(path, '..'), join(this.sealedRoot, 'chunks'));
-    this.onUploaded(target, buf.length);
+    this.onUploaded(target, size);
     return 'ok';
   }
+
+  /**
+   * Reads the sealed file into a pooled buffer for its sha256 and audio metadata, and gives the
+   * buffer back before the upload (putFile streams the file itself): one buffer per chunk would be
+   * ~0.2–2 MB of churn per upload on this thread (see SizeClassPool).
+   */
+  private async describe(e: Entry, path: string): Promise<{ size: number; sha256: string; meta: PutMeta } | 'gone'> {
+    const taken: Buffer[] = [];
+    try {
+      let buf: Buffer;
+      try {
+        buf = await this.io.readFile(path, (n) => {
+          const b = this.reads.take(n);
+          taken.push(b);
+          return b;
+        });
+      } catch (err) {
+        if (errCode(err) === 'ENOENT') return 'gone'; // uploaded meanwhile (a duplicate notify)
+        throw err;
+      }
+      if (e.size !== buf.length) {
+        this.bytesWaiting += buf.length - e.size;
+        e.size = buf.length;
+      }
+      const sha256 = createHash('sha256').update(buf).digest('hex');
+      const ext = parseObjectName(e.name)!.ext;
+      return { size: buf.length, sha256, meta: { contentType: contentTypeFor(ext), metadata: audioMetadata(buf, ext, sha256), size: buf.length, sha256 } };
+    } finally {
+      for (const b of taken) this.reads.give(b);
+    }
+  }
+
 }
 
 /** Object metadata of a chunk: codec, sample_rate, frames, duration (s), sha256 (+ frame_us for LC3). */
