@@ -12,6 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatIngest, runIngest } from './bench-ingest.js';
+import { formatCapacity } from './lib/capacity.js';
 import { repoRoot } from './lib/service.js';
 import { table } from './lib/stats.js';
 
@@ -108,6 +109,7 @@ async function main(): Promise<void> {
     }
   }
   console.log(`\nsummary\n${table(rows)}`);
+  if (ingest?.capacity) console.log(`\n${formatCapacity(ingest.capacity, dec?.wasm)}`);
   const dir = values.out ?? join(root, 'bench-results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);

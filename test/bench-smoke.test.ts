@@ -50,14 +50,30 @@ t.test('bench --smoke prints every figure and exits 0', async (t) => {
     const value = line?.slice(figure.length).trim().split(/\s{2,}/)[0] ?? '';
     t.match(value, /^[\d,.]+$/, `"${figure}" is a number (${value})`);
   }
-  t.match(r.stdout, /streams — real-time lc3_fs1030/, 'the streams table');
+  t.match(r.stdout, /streams — real-time lc3_fs1030 \(100 msgs\/s each\), storage only/, 'the streams table, storage only');
+  t.match(r.stdout, /streams — real-time lc3_fs1030 \(100 msgs\/s each\), with a PCM consumer/, 'and with a PCM consumer');
+  const cap = r.stdout.slice(r.stdout.indexOf('\ncapacity — '));
+  t.ok(cap.length > 10, 'the capacity table');
+  for (const config of ['storage only', 'with a PCM consumer (audio-bytes webhook)']) {
+    const line = cap.split('\n').find((l) => l.trim().startsWith(config));
+    t.ok(line, `capacity row: ${config}`);
+    const cells = line!.trim().split(/\s{2,}/);
+    t.equal(cells.length, 10, `${config}: every column`);
+    for (const c of cells.slice(1)) t.match(c, /^[\d.]+$/, `${config}: "${c}" is a number (the shard ÷ decode ratio needs the codec figure: printed after the summary)`);
+    t.equal(cells[8], '0', `${config}: nothing lost`);
+  }
   const files = readdirSync(out).filter((f) => f.endsWith('.json'));
   t.equal(files.length, 1, 'one JSON report in --out');
-  const report = JSON.parse(readFileSync(join(out, files[0]!), 'utf8')) as { codec: unknown[]; ingest: { blast: { msgsPerSec: number }; blastPcm: { msgsPerSec: number }; memory: { sessions: number }; streams: { steps: { lost: number }[] } } };
+  const report = JSON.parse(readFileSync(join(out, files[0]!), 'utf8')) as {
+    codec: unknown[];
+    ingest: { blast: { msgsPerSec: number }; blastPcm: { msgsPerSec: number }; memory: { sessions: number }; streams: { steps: { lost: number }[] }; streamsPcm: { steps: { lost: number; sinkRequests: number }[] } };
+  };
   t.ok(report.codec.length >= 2, 'codec rows');
   t.ok(report.ingest.blast.msgsPerSec > 0 && report.ingest.blastPcm.msgsPerSec > 0, 'both blasts moved messages');
   t.equal(report.ingest.memory.sessions, 100);
   t.same(report.ingest.streams.steps.map((s) => s.lost), [0], 'one stream step, nothing lost');
+  t.same(report.ingest.streamsPcm.steps.map((s) => s.lost), [0], 'one stream step with PCM, nothing lost');
+  t.ok(report.ingest.streamsPcm.steps[0]!.sinkRequests > 0, 'the PCM consumer POSTed audio to the sink');
 });
 
 t.test('a load generator that dies early ends the bench with exit code 1 and why, not a hang', async (t) => {

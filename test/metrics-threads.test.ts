@@ -37,6 +37,7 @@ t.test('ThreadMonitor: a blocked loop shows as lag, a window too short to measur
   t.ok(s.lagP50 <= s.lagP99 && s.lagP99 <= s.lagMax, `p50 ${s.lagP50.toFixed(4)} ≤ p99 ${s.lagP99.toFixed(4)} ≤ max`);
   t.ok(s.lagP50 < 0.05, `most samples are not stalled: p50 ${s.lagP50.toFixed(4)} s (the ${LAG_RESOLUTION_MS} ms period subtracted)`);
   t.ok(s.heapUsed > 0 && s.heapTotal >= s.heapUsed, `heap ${s.heapUsed} of ${s.heapTotal} bytes`);
+  t.ok(s.busySeconds >= 0.12, `the 120 ms of busy loop count as busy time: ${s.busySeconds.toFixed(3)} s`);
   const again = m.read(); // no timer has fired since: nothing new to say
   t.equal(again.lagSamples, 0);
   t.same([again.lagP50, again.lagP99, again.lagMax], [s.lagP50, s.lagP99, s.lagMax], 'the last window is repeated, not reported as 0');
@@ -57,7 +58,7 @@ t.test('LatencyBuckets and their histogram: bucket i counts < 2^i ms, cumulative
   t.match(text, /x_seconds_sum\{result="ok"\} 1000\.0164/);
 });
 
-const sample = (heapUsed: number): ThreadSample => ({ lagP50: 0.001, lagP99: 0.002, lagMax: 0.003, lagSamples: 10, heapUsed, heapTotal: heapUsed * 2 });
+const sample = (heapUsed: number, busySeconds = 1): ThreadSample => ({ lagP50: 0.001, lagP99: 0.002, lagMax: 0.003, lagSamples: 10, heapUsed, heapTotal: heapUsed * 2, busySeconds });
 
 t.test('addThreadMetrics: one series set per live thread; a thread that fails or goes drops out', async (t) => {
   const m = new Metrics(async () => [], () => []);
@@ -74,9 +75,21 @@ t.test('addThreadMetrics: one series set per live thread; a thread that fails or
   t.match(text, 'pusher_event_loop_lag_seconds{thread="shard-0",quantile="0.99"} 0.002');
   t.match(text, 'pusher_event_loop_lag_seconds{thread="shard-0",quantile="1"} 0.003');
   t.notMatch(text, 'thread="uploader"', 'a thread that could not answer is left out, the scrape still works');
+  t.match(text, 'pusher_thread_busy_seconds_total{thread="main"} 1');
   live = live.slice(0, 1);
   text = await m.render();
-  t.notMatch(text, 'thread="shard-0"', 'a thread that is gone (restarting shard) has no stale series');
+  t.notMatch(text, 'pusher_heap_used_bytes{thread="shard-0"}', 'a thread that is gone (restarting shard) has no stale gauges');
+});
+
+t.test('pusher_thread_busy_seconds_total advances by what each thread adds, also across a restart', async (t) => {
+  const m = new Metrics(async () => [], () => []);
+  let busy = 2;
+  addThreadMetrics(m, { live: () => [{ name: 'shard-0', thread: { sample: async () => sample(1, busy) } as unknown as ThreadControl }] } as unknown as ThreadDirectory);
+  t.match(await m.render(), 'pusher_thread_busy_seconds_total{thread="shard-0"} 2');
+  busy = 3.5;
+  t.match(await m.render(), 'pusher_thread_busy_seconds_total{thread="shard-0"} 3.5');
+  busy = 0.25; // the shard restarted: its total starts again from zero
+  t.match(await m.render(), 'pusher_thread_busy_seconds_total{thread="shard-0"} 3.75', 'never goes back');
 });
 
 t.test('upload durations: per attempt, by result; a failed attempt is timed as an error', async (t) => {
@@ -129,6 +142,8 @@ t.test('live: lag and heap of every thread, upload durations after an upload', a
     t.ok(value('pusher_heap_used_bytes', `thread="${thread}"`) > 1e6, `${thread}: heap used`);
     const [p50, p99, max] = ['0.5', '0.99', '1'].map((q) => value('pusher_event_loop_lag_seconds', `thread="${thread}",quantile="${q}"`));
     t.ok(p50! >= 0 && p99! >= p50! && max! >= p99! && max! < 5, `${thread}: lag p50 ${p50} s, p99 ${p99} s, max ${max} s`);
+    const busy = value('pusher_thread_busy_seconds_total', `thread="${thread}"`);
+    t.ok(busy > 0 && busy < 60, `${thread}: busy ${busy} s`);
   }
   t.ok((await svc.metric('pusher_upload_duration_seconds_count', { result: 'ok' })) >= 1, 'the upload was timed');
   t.ok((await svc.metric('pusher_upload_duration_seconds_sum', { result: 'ok' })) > 0);

@@ -68,19 +68,33 @@ t.test('waiting producers are told when their slot drains; reset and doorbell', 
   p.markWaiting(0);
   t.equal(p.unrung, 1);
   const seen = c.doorbell();
+  t.notOk(p.consumerSleeping);
   p.ring();
-  p.ring(); // no-op without new records
-  t.equal(c.doorbell(), seen + 1);
-  t.equal(c.waitBell(seen), undefined, 'a rung bell does not wait');
+  t.equal(c.doorbell(), seen, 'the consumer is awake: no ring (it looks at the ready queue before it sleeps)');
+  t.equal(p.unrung, 0, 'but the records count as announced');
+  t.equal(c.waitBell(seen), undefined, 'records are ready: waitBell does not sleep');
+  t.notOk(p.consumerSleeping, 'and lowers its flag again');
   const waiting: number[] = [];
   t.equal(collect(c, waiting).length, 1);
   t.same(waiting, [0]);
   t.notOk(c.hasReady());
   const wake = c.waitBell(c.doorbell(), 5000);
+  t.ok(wake, 'nothing ready: it sleeps');
+  t.ok(p.consumerSleeping, 'and says so');
   p.write(0, 1, 0, big, 0, 8);
+  const before = c.doorbell();
   p.ring();
-  await wake;
+  p.write(0, 1, 0, big, 0, 8);
+  p.ring(); // before the consumer has woken: the flag is taken, no second ring
+  t.equal(c.doorbell(), before + 1, 'one ring for a sleeping consumer');
+  t.equal(await wake, 'ok', 'woken by the ring, not the timeout');
+  t.notOk(p.consumerSleeping);
   t.ok(c.hasReady());
+  t.equal(collect(c, []).length, 2);
+  const alive = setTimeout(() => undefined, 5000); // a waitAsync timeout alone does not keep the process alive
+  t.equal(await c.waitBell(c.doorbell(), 20), 'timed-out', 'an unrung sleep ends at its timeout');
+  clearTimeout(alive);
+  t.notOk(p.consumerSleeping, 'and lowers the flag');
   p.reset(0);
   t.equal(arena.used(0), 0);
   t.ok(isPowerOfTwo(1024));

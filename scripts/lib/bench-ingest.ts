@@ -5,7 +5,9 @@
 //   memory    RSS per idle session: RSS before and after opening N idle device sessions
 //   streams   the most concurrent real-time lc3_fs1030 streams (100 msgs/s each) with
 //             arrival→stored p99 ≤ 50 ms, zero loss and the full rate taken in, found by stepping
-//             the count (storage only: no PCM consumer, so the shards store and do not decode)
+//             the count; storage only (no PCM consumer: the shards store and do not decode), or
+//             with `pcm` every session has an audio-bytes webhook to a local sink (decoded, batched
+//             and POSTed as the Omi backend's pusher does)
 // Figures, not pass/fail. The generator shares the machine's cores with the service; its CPU is
 // measured and reported next to the service's. Every wait has a deadline and names what it waited
 // for; a load generator that dies ends the run with an error (scripts/lib/loadgen-child.ts).
@@ -16,6 +18,7 @@ import { readProcCpu, readThreadsCpu } from './proc.js';
 import { startService, type ChildService } from './service.js';
 import { median } from './stats.js';
 import { nextStreams } from './steps.js';
+import { startSink, type Sink } from './sink.js';
 import { sleep, until } from './wait.js';
 
 export interface IngestBenchOptions {
@@ -36,6 +39,9 @@ export interface IngestBenchOptions {
   profile: boolean;
   /** Private cloud sync (the durable spool) on for the measured sessions. */
   sync: boolean;
+  /** Every session gets a PCM consumer: an audio-bytes webhook (every pcmSeconds) to a sink in this process. */
+  pcm: boolean;
+  pcmSeconds: number;
   /** Warm-up before a measured window, and the pauses that let RSS settle (ms). */
   warmupMs: number;
   settleMs: number;
@@ -60,6 +66,8 @@ export function defaultIngestOptions(quick: boolean, log: (line: string) => void
     p99Bound: 0.05,
     profile: true,
     sync: true,
+    pcm: false,
+    pcmSeconds: 5,
     warmupMs: 2000,
     settleMs: 2000,
     connectTimeoutMs: 60_000,
@@ -83,10 +91,13 @@ export function smokeIngestOptions(log: (line: string) => void = () => {}): Inge
     settleMs: 300,
     connectTimeoutMs: 20_000,
     rampS: 0.2,
+    pcmSeconds: 1, // the window is 2 s: the webhook must POST within it
   };
 }
 
-const settings = (o: IngestBenchOptions) => ({ default: { private_cloud_sync: o.sync } });
+const settings = (o: IngestBenchOptions, sinkUrl?: string) => ({
+  default: { private_cloud_sync: o.sync, ...(sinkUrl ? { audio_bytes_webhook: { url: `${sinkUrl}/audio-bytes`, seconds: o.pcmSeconds } } : {}) },
+});
 const ADMIN = 'bench-admin-token';
 
 interface CpuMark {
@@ -125,6 +136,13 @@ async function profileThread(svc: ChildService, thread: string, seconds: number)
 }
 
 const sum = (m: readonly PromSample[], name: string) => metricSum(m, name) ?? 0;
+
+/** Busy seconds of every shard thread so far (pusher_thread_busy_seconds_total{thread="shard-N"}). */
+function shardBusySeconds(m: readonly PromSample[]): number {
+  let s = 0;
+  for (const x of m) if (x.name === 'pusher_thread_busy_seconds_total' && x.labels.thread?.startsWith('shard-')) s += x.value;
+  return s;
+}
 
 export interface BlastResult {
   /** device = LC3 (stored as sent: no PCM consumer); device-pcm = the same 30-byte messages as PCM16. */
@@ -253,15 +271,34 @@ export interface StepResult {
   maxPaused: number;
   rss: number;
   cores: { service: number; main: number; gen: number };
+  /** The measured window, seconds. */
+  seconds: number;
+  /** Main-thread CPU per message taken in, µs (one frame per message). */
+  mainUsPerMsg: number;
+  /** Shard threads' busy time (pusher_thread_busy_seconds_total, summed), cores, and per frame taken in, µs. */
+  shardCores: number;
+  shardUsPerFrame: number;
+  /** With `pcm`: the sink's (this process's) CPU, cores, and audio-bytes requests it answered in the window. */
+  sinkCores: number;
+  sinkRequests: number;
   genLoopP99Ms: number;
   profile?: { main?: { top: HotFunction[]; idlePct: number } | undefined; shard0?: { top: HotFunction[]; idlePct: number } | undefined };
 }
 
 export async function streamStep(o: IngestBenchOptions, n: number, profile: boolean): Promise<StepResult> {
+  const sink = o.pcm ? await startSink([0, 0]) : undefined;
+  try {
+    return await streamStepWith(o, n, profile, sink);
+  } finally {
+    await sink?.close();
+  }
+}
+
+async function streamStepWith(o: IngestBenchOptions, n: number, profile: boolean, sink: Sink | undefined): Promise<StepResult> {
   const rampS = Math.max(o.rampS, Math.min(5, n / 300));
   const svc = await startService({
-    env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: String(Math.max(256, Math.ceil((n * 1.5) / o.shards))), ADMIN_TOKEN: ADMIN },
-    settings: settings(o),
+    env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: String(Math.max(256, Math.ceil((n * 1.5) / o.shards))), ADMIN_TOKEN: ADMIN, ...(sink ? { WEBHOOK_ALLOW_PRIVATE: '1' } : {}) },
+    settings: settings(o, sink?.url),
   });
   const gen = spawnLoadgen(['--port', String(svc.port), '--workload', `device:${n}`, '--seconds', String(rampS + o.stepSeconds + 60), '--ramp', String(rampS)]);
   try {
@@ -269,6 +306,7 @@ export async function streamStep(o: IngestBenchOptions, n: number, profile: bool
     await gen.during(sleep(o.warmupMs));
     const m0 = await svc.scrape();
     const c0 = cpuMark(svc, gen);
+    const s0 = { cpu: process.cpuUsage(), requests: sink?.requests['/audio-bytes'] ?? 0 };
     let maxPaused = 0;
     for (let i = 0; i < o.stepSeconds; i++) {
       await gen.during(sleep(1000));
@@ -276,6 +314,7 @@ export async function streamStep(o: IngestBenchOptions, n: number, profile: bool
     }
     const m1 = await svc.scrape();
     const c1 = cpuMark(svc, gen);
+    const s1 = { cpu: process.cpuUsage(s0.cpu), requests: sink?.requests['/audio-bytes'] ?? 0 };
     const rss = svc.rss() ?? NaN;
     const prof = profile
       ? { main: await profileThread(svc, 'main', 5), shard0: await profileThread(svc, 'shard-0', 3) }
@@ -294,6 +333,7 @@ export async function streamStep(o: IngestBenchOptions, n: number, profile: bool
     }
     const cpu = cores(c0, c1);
     const window = sum(m1, 'pusher_frames_received_total') - sum(m0, 'pusher_frames_received_total');
+    const shardBusy = shardBusySeconds(m1) - shardBusySeconds(m0);
     const achieved = window / (n * 100 * cpu.seconds);
     const b0 = histogramBuckets(m0, 'pusher_decode_latency_seconds');
     const b1 = histogramBuckets(m1, 'pusher_decode_latency_seconds');
@@ -319,6 +359,12 @@ export async function streamStep(o: IngestBenchOptions, n: number, profile: bool
       maxPaused,
       rss,
       cores: { service: cpu.service, main: cpu.main, gen: cpu.gen },
+      seconds: cpu.seconds,
+      mainUsPerMsg: (cpu.main * cpu.seconds * 1e6) / window,
+      shardCores: shardBusy / cpu.seconds,
+      shardUsPerFrame: (shardBusy * 1e6) / window,
+      sinkCores: sink ? (s1.cpu.user + s1.cpu.system) / 1e6 / cpu.seconds : 0,
+      sinkRequests: s1.requests - s0.requests,
       genLoopP99Ms: load.loopDelayP99Ms,
       ...(prof ? { profile: prof } : {}),
     };

@@ -1,7 +1,7 @@
-// Per-thread figures on /metrics: event-loop lag and V8 heap of every thread (main, each shard,
-// the uploader), asked of each thread at scrape time through the thread directory, and the
+// Per-thread figures on /metrics: event-loop lag, busy time and V8 heap of every thread (main,
+// each shard, the uploader), asked of each thread at scrape time through the thread directory, and the
 // uploader's per-attempt upload durations as a histogram.
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { LatencySnapshot } from '../util/latency-buckets.js';
 import type { ThreadSample } from '../util/thread-monitor.js';
 import type { Metrics } from './metrics.js';
@@ -23,6 +23,15 @@ export function addThreadMetrics(m: Metrics, threads: ThreadDirectory): void {
     registers: [r],
   });
   const heap = new Gauge({ name: 'pusher_heap_used_bytes', help: 'V8 heap used by each thread (its own isolate)', labelNames: ['thread'], registers: [r] });
+  const busy = new Counter({
+    name: 'pusher_thread_busy_seconds_total',
+    help: 'Seconds each thread spent running (its event loop not idle), from performance.eventLoopUtilization inside it; rate() is the thread\'s share of a core',
+    labelNames: ['thread'],
+    registers: [r],
+  });
+  // Threads report running totals; the counter advances by the difference (a restarted thread
+  // starts again from zero, and then everything it reports is new).
+  const lastBusy = new Map<string, number>();
   m.addCollector(async () => {
     const live = threads.live();
     // Every thread answers first; then the gauges change in one synchronous step, so a
@@ -32,7 +41,13 @@ export function addThreadMetrics(m: Metrics, threads: ThreadDirectory): void {
     heap.reset();
     got.forEach((g, i) => {
       if (g.status !== 'fulfilled') return; // died mid-scrape: no figure rather than a failed scrape
-      setThread(lag, heap, live[i]!.name, g.value);
+      const name = live[i]!.name;
+      setThread(lag, heap, name, g.value);
+      const v = g.value.busySeconds;
+      const last = lastBusy.get(name) ?? 0;
+      const delta = v >= last ? v - last : v;
+      if (delta > 0) busy.inc({ thread: name }, delta);
+      lastBusy.set(name, v);
     });
   });
 }

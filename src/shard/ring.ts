@@ -1,6 +1,6 @@
 // The data plane between the main thread and one shard worker (DESIGN §3.1): one
 // SharedArrayBuffer arena per shard, allocated once, holding a byte ring per session slot, a
-// ready queue of slots that have data, and a doorbell word.
+// ready queue of slots that have data, a doorbell word and a sleeping flag.
 //
 // Single producer (main) / single consumer (shard) per arena. Records are 8-aligned:
 //   u32 payload length | u32 code | f64 arrival (ms since epoch) | payload | pad to 8
@@ -15,6 +15,12 @@ const WRAP = 0xffffffff;
 const DOORBELL = 0;
 const READY_HEAD = 1; // consumer position in the ready queue
 const READY_TAIL = 2; // producer position
+// 1 while the consumer is (about to be) blocked on the doorbell. The producer rings only then: a
+// consumer that is awake is bound to look at the ready queue again before it sleeps (it sets this
+// flag, then re-reads READY_TAIL; the producer writes READY_TAIL, then reads this flag; with
+// sequentially consistent atomics one of the two always sees the other), so a ring for it is a
+// wasted Atomics.notify and a wasted task on the shard's event loop.
+const SLEEPING = 3;
 const CTRL_WORDS = 4;
 // Per-slot words.
 const SLOT_WRITE = 0;
@@ -204,10 +210,19 @@ export class RingProducer {
     return this.pendingBell;
   }
 
-  /** Wakes the consumer (once per read burst, not per message). */
+  /** Whether the consumer sleeps on the doorbell (only then does a record need a ring). */
+  get consumerSleeping(): boolean {
+    return Atomics.load(this.a.ctrl, SLEEPING) === 1;
+  }
+
+  /**
+   * Wakes the consumer if it sleeps (once per read burst, not per message). The flag is taken
+   * (1 → 0) by the ring, so a second ring before the consumer has woken costs nothing.
+   */
   ring(): void {
     if (this.pendingBell === 0) return;
     this.pendingBell = 0;
+    if (Atomics.compareExchange(this.a.ctrl, SLEEPING, 1, 0) !== 1) return;
     Atomics.add(this.a.ctrl, DOORBELL, 1);
     Atomics.notify(this.a.ctrl, DOORBELL);
   }
@@ -241,10 +256,27 @@ export class RingConsumer {
     return Atomics.load(this.a.ctrl, DOORBELL);
   }
 
-  /** Resolves when the producer rings after `seen` (immediately if it already has). */
+  /**
+   * Sleeps until the producer rings: raises the sleeping flag, and returns undefined at once
+   * (flag lowered) if a record arrived meanwhile or the bell rang after `seen`; else resolves on
+   * the next ring (or after timeoutMs). Call it only after hasReady() was false.
+   */
   waitBell(seen: number, timeoutMs?: number): Promise<unknown> | undefined {
-    const r = Atomics.waitAsync(this.a.ctrl, DOORBELL, seen, timeoutMs);
-    return r.async ? r.value : undefined;
+    const ctrl = this.a.ctrl;
+    Atomics.store(ctrl, SLEEPING, 1);
+    if (this.hasReady()) {
+      Atomics.store(ctrl, SLEEPING, 0);
+      return undefined;
+    }
+    const r = Atomics.waitAsync(ctrl, DOORBELL, seen, timeoutMs);
+    if (!r.async) {
+      Atomics.store(ctrl, SLEEPING, 0);
+      return undefined;
+    }
+    return r.value.then((v) => {
+      Atomics.store(ctrl, SLEEPING, 0); // woken by a ring (which lowered it) or by the timeout
+      return v;
+    });
   }
 
   /**

@@ -77,8 +77,9 @@ export class ShardHandle {
   private written(ok: boolean): boolean {
     if (ok) {
       if (this.producer.unrung >= BELL_EVERY) this.producer.ring();
-      else if (!this.bellScheduled) {
-        // Once per read burst: every socket read of this event-loop turn shares one wake-up.
+      else if (!this.bellScheduled && this.producer.consumerSleeping) {
+        // An awake shard needs no bell (see SLEEPING in ring.ts); a sleeping one gets one per
+        // read burst: every socket read of this event-loop turn shares one wake-up.
         this.bellScheduled = true;
         setImmediate(this.ringNow);
       }

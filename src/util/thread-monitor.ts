@@ -1,7 +1,7 @@
 // Per-thread health figures, read inside the thread they describe (main, each shard, the
 // uploader): event-loop lag from perf_hooks.monitorEventLoopDelay and this isolate's V8 heap.
 // Every thread has its own event loop and its own heap, so neither can be measured from outside.
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 
 /** How often the loop-delay timer fires (ms); also what a loop with no lag at all reports. */
@@ -17,6 +17,13 @@ export interface ThreadSample {
   /** V8 heap of this thread's isolate, bytes. */
   heapUsed: number;
   heapTotal: number;
+  /**
+   * Seconds this thread's event loop has been busy (not waiting for I/O or timers) since the
+   * thread started: performance.eventLoopUtilization().active. For a thread that runs only its
+   * event loop, this is its CPU time give or take page faults; Node 20 has no per-thread CPU
+   * clock, and /proc names every thread "node".
+   */
+  busySeconds: number;
 }
 
 /**
@@ -51,7 +58,7 @@ export class ThreadMonitor {
     if (samples > 0) this.last = { lagP50: lagSeconds(h.percentile(50)), lagP99: lagSeconds(h.percentile(99)), lagMax: lagSeconds(h.max) };
     h.reset();
     const heap = getHeapStatistics();
-    return { ...this.last, lagSamples: samples, heapUsed: heap.used_heap_size, heapTotal: heap.total_heap_size };
+    return { ...this.last, lagSamples: samples, heapUsed: heap.used_heap_size, heapTotal: heap.total_heap_size, busySeconds: performance.eventLoopUtilization().active / 1000 };
   }
 
   close(): void {
