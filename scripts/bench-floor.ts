@@ -7,11 +7,14 @@
 //   - the whole service's CPU against the floor's (goals ≤ 1.4 storage only, ≤ 2.0 with PCM);
 //   - frames lost, p99 arrival→stored (goal 0 and ≤ 50 ms at 800 streams);
 //   - the shards' busy time per frame, and the generator's and the sink's CPU (they share the cores).
+// `--build LABEL=DIR` (repeatable) adds storage-only runs of another checkout's build (a worktree
+// of an earlier commit, built) to the same run: the before/after of a change, against one floor.
 // CPU is read from /proc (the main thread's tid is the pid), shard time from
-// pusher_thread_busy_seconds_total. Figures, not pass/fail; every wait has a deadline.
+// pusher_thread_busy_seconds_total (n/a for builds without it). Figures, not pass/fail; every
+// wait has a deadline.
 //
 //   npm run build:ts && node dist/scripts/bench-floor.js [--streams 400,800] [--seconds 20]
-//        [--warmup 5] [--runs 3] [--shards 2] [--configs storage,pcm] [--smoke]
+//        [--warmup 5] [--runs 3] [--shards 2] [--configs storage,pcm] [--build before=/tmp/wt] [--smoke]
 import { parseArgs } from 'node:util';
 import { defaultIngestOptions, streamStep, type StepResult } from './lib/bench-ingest.js';
 import { floorStep, type FloorResult } from './lib/floor.js';
@@ -24,6 +27,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '1' },
     shards: { type: 'string', default: '2' },
     configs: { type: 'string', default: 'storage,pcm' },
+    build: { type: 'string', multiple: true, default: [] },
     smoke: { type: 'boolean', default: false },
   },
 });
@@ -43,11 +47,19 @@ if (
   console.error('bench-floor: --streams N[,N…] (positive integers), --seconds > 0, --warmup ≥ 0, --runs ≥ 1, --configs storage,pcm');
   process.exit(2);
 }
+const builds = values.build.map((b) => {
+  const at = b.indexOf('=');
+  if (at <= 0) {
+    console.error(`bench-floor: --build LABEL=DIR, got "${b}"`);
+    process.exit(2);
+  }
+  return { label: b.slice(0, at), root: b.slice(at + 1) };
+});
 const log = (s: string) => console.error(`[bench-floor] ${s}`);
 
-async function pusher(n: number, pcm: boolean): Promise<StepResult> {
+async function pusher(n: number, pcm: boolean, root?: string): Promise<StepResult> {
   // The smoke's window is shorter than the webhook's usual 5 s: there it POSTs every second.
-  const o = { ...defaultIngestOptions(false, log), shards: Number(values.shards), stepSeconds: seconds, warmupMs: warmup * 1000, pcm, pcmSeconds: smoke ? 1 : 5 };
+  const o = { ...defaultIngestOptions(false, log), shards: Number(values.shards), stepSeconds: seconds, warmupMs: warmup * 1000, pcm, pcmSeconds: smoke ? 1 : 5, ...(root ? { root } : {}) };
   return streamStep(o, n, false);
 }
 
@@ -78,6 +90,12 @@ async function main(): Promise<void> {
     for (const n of streamsList) {
       log(`run ${run}: ${n} streams against the bare ws server`);
       const f = await floorStep(n, seconds, warmup);
+      for (const b of builds) {
+        log(`run ${run}: ${n} streams against the build in ${b.root} (${b.label}), storage only`);
+        const p = await pusher(n, false, b.root);
+        if (p.why.length) log(`  ${p.why.join('; ')}`);
+        rows.push(row(run, f, `storage (${b.label})`, p));
+      }
       for (const config of configs) {
         log(`run ${run}: ${n} streams against lc3-pusher, ${config === 'pcm' ? 'with a PCM consumer (audio-bytes webhook)' : 'storage only'} (SHARDS=${values.shards})`);
         const p = await pusher(n, config === 'pcm');

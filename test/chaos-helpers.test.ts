@@ -296,6 +296,7 @@ function sample(t: number, phase: Sample['phase'], rssMb: number, over: Partial<
     ringBytes: 0,
     paused: 0,
     queueDrops: NaN,
+    queueBytes: NaN,
     spoolBytes: NaN,
     spoolFiles: NaN,
     uploads: NaN,

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { HttpClient } from '../src/http/client.js';
 import { newQueueCounters, SessionConsumers, type ConsumerSettings, type QueueCounters } from '../src/consumers/session-consumers.js';
 import { TaskScope } from '../src/session/task-scope.js';
+import { periodBuffers } from '../src/consumers/audio.js';
 
 interface Got {
   method: string;
@@ -387,4 +388,49 @@ t.test('no consumer configured: wantsPcm=false and pcm() allocates nothing', asy
   const bad = rig(t, { audioBytesWebhook: { url: 'nope', seconds: 5 }, audioApps: ['::'] });
   t.notOk(bad.c.wantsPcm);
   t.same(bad.errors, ['audio_webhook: invalid URL, ignored', 'audio_app: invalid URL, ignored']);
+});
+
+t.test('period buffers are pooled: taken back when sent (2xx) or dropped unsent, never after a failure; reuse changes no byte sent', async (t) => {
+  const idle = (): number => periodBuffers.idleBytes;
+  // Sent: 1 s periods at 12 kHz (24,000 bytes, a size no other test uses), one after the other.
+  const hook = await receiver(t);
+  const a = rig(t, { audioBytesWebhook: { url: `${hook.url}/b`, seconds: 1 } }, { sampleRate: 12000 });
+  const period = 24000;
+  const audio = pcm(6 * period, 21);
+  const before = idle();
+  for (let k = 0; k < 6; k++) {
+    a.c.pcm(audio, k * period, period);
+    await until(`POST ${k + 1} to be answered and released`, () => hook.got.length === k + 1 && a.counters.bytes.audio_webhook === 0 && a.scope.active === 0, 5000);
+  }
+  hook.got.forEach((g, i) => t.ok(g.body.equals(audio.subarray(i * period, (i + 1) * period)), `item ${i + 1}: exact bytes though its buffer was reused`));
+  t.equal(idle() - before, period, 'one buffer went round all six periods');
+
+  // Dropped unsent: a slow app, 30 periods pushed while the first is in flight → 10 evicted.
+  const apps = await receiver(t, () => ({ status: 200, delayMs: 500 }));
+  const b = rig(t, { audioApps: [`${apps.url}/a`] }, { sampleRate: 11025 });
+  const four = 4 * 11025 * 2;
+  const chunk = pcm(four, 22);
+  b.c.pcm(chunk, 0, four);
+  await until('the first (slow) app POST', () => apps.got.length === 1, 5000);
+  const beforeDrops = idle();
+  const realAlloc = Buffer.allocUnsafeSlow;
+  let fresh = 0;
+  Buffer.allocUnsafeSlow = (n: number) => ((fresh += n === four ? 1 : 0), realAlloc(n));
+  try {
+    for (let i = 0; i < 30; i++) b.c.pcm(chunk, 0, four);
+  } finally {
+    Buffer.allocUnsafeSlow = realAlloc;
+  }
+  t.equal(b.counters.drops.audio_apps, 10);
+  t.equal(fresh, 21, '20 to fill the queue and 1 more: from then on each period takes the buffer the last eviction gave back (30 without the pool)');
+  t.equal(idle() - beforeDrops, four, 'the last evicted buffer waits in the pool');
+
+  // Failed: a 500 with no retries is not given back (its bytes may still be in a socket write).
+  const failing = await receiver(t, () => 500);
+  const f = rig(t, { audioApps: [`${failing.url}/a`] }, { sampleRate: 10000 });
+  const period10 = 4 * 10000 * 2;
+  const beforeFail = idle();
+  f.c.pcm(pcm(period10, 23), 0, period10);
+  await until('the failing app to answer', () => f.counters.bytes.audio_apps === 0 && f.scope.active === 0, 5000);
+  t.equal(idle(), beforeFail, 'the failed buffer stays out of the pool');
 });

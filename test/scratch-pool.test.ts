@@ -75,3 +75,18 @@ t.test('SharedBuffer: back to the pool at the last release, never earlier; misus
   t.throws(() => s.retain(), /retain after the last release/);
   t.equal(p.idleBytes, 64, 'a second release does not give it twice');
 });
+
+t.test('SizeClassPool exact: every size in range is its own class; smaller and larger are not pooled', async (t) => {
+  const p = new SizeClassPool(100, 1000, 2, 10_000, true);
+  t.equal(p.classOf(160), 160);
+  t.equal(p.classOf(99), 0);
+  t.equal(p.classOf(1001), 0);
+  const a = p.take(160);
+  t.equal(a.length, 160, 'exactly the size asked for');
+  p.give(a);
+  t.equal(p.take(161).length, 161, 'a neighbouring size is another class');
+  t.equal(p.take(160), a, 'the same size gets it back');
+  const small = p.take(50);
+  p.give(small);
+  t.equal(p.idleBytes, 0, 'below minBytes: not kept');
+});

@@ -42,6 +42,8 @@ export interface IngestBenchOptions {
   /** Every session gets a PCM consumer: an audio-bytes webhook (every pcmSeconds) to a sink in this process. */
   pcm: boolean;
   pcmSeconds: number;
+  /** The checkout whose build is measured (default: this one), e.g. a worktree of an earlier commit. */
+  root?: string;
   /** Warm-up before a measured window, and the pauses that let RSS settle (ms). */
   warmupMs: number;
   settleMs: number;
@@ -137,10 +139,15 @@ async function profileThread(svc: ChildService, thread: string, seconds: number)
 
 const sum = (m: readonly PromSample[], name: string) => metricSum(m, name) ?? 0;
 
+/** LC3 frames that reached the shards; builds before pusher_frames_received_total decoded every frame. */
+function framesIn(m: readonly PromSample[]): number {
+  return metricSum(m, 'pusher_frames_received_total') ?? sum(m, 'pusher_frames_decoded_total');
+}
+
 /** Busy seconds of every shard thread so far (pusher_thread_busy_seconds_total{thread="shard-N"}). */
 function shardBusySeconds(m: readonly PromSample[]): number {
-  let s = 0;
-  for (const x of m) if (x.name === 'pusher_thread_busy_seconds_total' && x.labels.thread?.startsWith('shard-')) s += x.value;
+  let s = NaN; // a build without the metric
+  for (const x of m) if (x.name === 'pusher_thread_busy_seconds_total' && x.labels.thread?.startsWith('shard-')) s = (s || 0) + x.value;
   return s;
 }
 
@@ -299,6 +306,7 @@ async function streamStepWith(o: IngestBenchOptions, n: number, profile: boolean
   const svc = await startService({
     env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: String(Math.max(256, Math.ceil((n * 1.5) / o.shards))), ADMIN_TOKEN: ADMIN, ...(sink ? { WEBHOOK_ALLOW_PRIVATE: '1' } : {}) },
     settings: settings(o, sink?.url),
+    ...(o.root ? { root: o.root } : {}),
   });
   const gen = spawnLoadgen(['--port', String(svc.port), '--workload', `device:${n}`, '--seconds', String(rampS + o.stepSeconds + 60), '--ramp', String(rampS)]);
   try {
@@ -325,14 +333,14 @@ async function streamStepWith(o: IngestBenchOptions, n: number, profile: boolean
     let received = -1;
     const settleEnd = Date.now() + 10_000;
     for (;;) {
-      const d = sum(await svc.scrape(), 'pusher_frames_received_total');
+      const d = framesIn(await svc.scrape());
       const settled = d === load.lc3Frames || d === received;
       received = d;
       if (settled || Date.now() >= settleEnd) break;
       await sleep(200);
     }
     const cpu = cores(c0, c1);
-    const window = sum(m1, 'pusher_frames_received_total') - sum(m0, 'pusher_frames_received_total');
+    const window = framesIn(m1) - framesIn(m0);
     const shardBusy = shardBusySeconds(m1) - shardBusySeconds(m0);
     const achieved = window / (n * 100 * cpu.seconds);
     const b0 = histogramBuckets(m0, 'pusher_decode_latency_seconds');

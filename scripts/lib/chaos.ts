@@ -42,6 +42,8 @@ export interface Sample {
   ringBytes: number;
   paused: number;
   queueDrops: number;
+  /** Bytes held for webhooks and apps (pusher_queue_bytes): live memory, capped by QUEUE_MAX_BYTES. */
+  queueBytes: number;
   spoolBytes: number;
   /** Sealed and open chunk files in the spool; objects uploaded so far. */
   spoolFiles: number;
@@ -88,6 +90,7 @@ export function sampleFrom(
     ringBytes: num(metricSum(m, 'pusher_ring_bytes_used')),
     paused: num(metricSum(m, 'pusher_sockets_paused')),
     queueDrops: num(metricSum(m, 'pusher_queue_drops_total')),
+    queueBytes: num(metricSum(m, 'pusher_queue_bytes')),
     spoolBytes: num(metricSum(m, 'pusher_spool_bytes')),
     spoolFiles: num(metricSum(m, 'pusher_spool_files')),
     uploads: num(metricSum(m, 'pusher_uploads_total')),
@@ -660,7 +663,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         log(
           `  t=${s.t.toFixed(0)}s rss ${fmtBytes(s.rss)} sessions ${s.sessions} tasks ${s.tasks} decoders ${s.decoders} paused ${s.paused} clients ${s.clients} sent ${s.messagesSent}` +
             ` spool ${fmtBytes(s.spoolBytes)} in ${s.spoolFiles} files, ${s.uploads} uploaded;` +
-            ` chunks open ${s.openChunks} (seal backlog ${s.sealBacklog}, oldest ${s.oldestOpenS.toFixed(0)} s)`,
+            ` chunks open ${s.openChunks} (seal backlog ${s.sealBacklog}, oldest ${s.oldestOpenS.toFixed(0)} s); queues ${fmtBytes(s.queueBytes)}, ${s.queueDrops} dropped`,
         );
       }
       const elapsed = now() - start;

@@ -15,18 +15,27 @@
 // handed to the queue whole at the cut; pcm() itself allocates nothing. Its bytes count against
 // the budget from allocation (evicting queued items like a push). A period larger than the whole
 // budget is not collected at all, nor is one the budget has no room for (in-flight and collecting
-// bytes are not evictable): its cut is counted as a drop. On close a partial buffer is discarded, not sent: the session is
+// bytes are not evictable): its cut is counted as a drop. The period buffers come from a pool per
+// thread and go back to it when they are dropped unsent or every receiver has taken them (2xx):
+// one fresh 128–160 KB buffer per period per session was the shards' largest churn of native
+// memory (a thousand sessions cut ~250 periods a second), freed only by a GC (see SizeClassPool).
+// A buffer whose POST failed or was aborted is left to the GC: its bytes may still be in a socket
+// write (a receiver can answer before it has read the body), and a reused buffer must not change
+// them. On close a partial buffer is discarded, not sent: the session is
 // gone, a webhook cannot take a late fragment as a period of audio, and the durable path (the
 // spool) has every sample anyway.
 import { isRetryableStatus } from '../http/client.js';
 import { DropOldestQueue, type ByteBudget, type QueueCounters } from './drop-queue.js';
 import { describe, sleep, withQuery, type ConsumerContext } from './context.js';
+import { SizeClassPool } from '../util/scratch-pool.js';
 
 export const AUDIO_QUEUE_ITEMS = 20;
 export const AUDIO_APP_SECONDS = 4;
 export const AUDIO_RETRY_DELAYS_MS: readonly number[] = [1000, 5000, 30000];
 const PRESIZE_BYTES = 1 << 20;
 const OCTET = 'application/octet-stream';
+/** Period buffers, per thread (module state is per isolate): sizes repeat exactly per configuration. */
+export const periodBuffers = new SizeClassPool(16 << 10, PRESIZE_BYTES, 64, 32 << 20, true);
 
 export interface AudioFanoutOptions {
   queue: 'audio_webhook' | 'audio_apps';
@@ -39,13 +48,13 @@ export interface AudioFanoutOptions {
 }
 
 export class AudioFanout {
-  private readonly queue: DropOldestQueue<Uint8Array>;
+  private readonly queue: DropOldestQueue<Buffer>;
   private readonly urls: { url: string; key: string }[] = [];
   private readonly target: string;
   private readonly retryDelaysMs: readonly number[];
   readonly periodBytes: number;
   private readonly collecting: boolean;
-  private buf: Uint8Array | null = null;
+  private buf: Buffer | null = null;
   private fill = 0;
   /** The budget had no room for this period's buffer: the period is skipped (a drop at its cut). */
   private skipping = false;
@@ -58,7 +67,7 @@ export class AudioFanout {
     budget: ByteBudget,
     counters: QueueCounters,
   ) {
-    this.queue = new DropOldestQueue<Uint8Array>(o.queue, AUDIO_QUEUE_ITEMS, budget, counters);
+    this.queue = new DropOldestQueue<Buffer>(o.queue, AUDIO_QUEUE_ITEMS, budget, counters, (b) => periodBuffers.give(b));
     this.target = o.target;
     this.retryDelaysMs = o.retryDelaysMs;
     const rate = String(o.sampleRate);
@@ -97,6 +106,7 @@ export class AudioFanout {
   /** Discards the partial period and every queued/in-flight item; stops the sender. */
   close(): void {
     this.closed = true;
+    if (this.buf) periodBuffers.give(this.buf);
     this.buf = null;
     this.fill = 0;
     this.queue.close();
@@ -113,8 +123,11 @@ export class AudioFanout {
       this.skipping = true;
       return;
     }
-    const b = new Uint8Array(cap);
-    if (old) b.set(old.subarray(0, this.fill));
+    const b = periodBuffers.take(cap); // exactly cap bytes (exact classes; larger or smaller sizes are not pooled)
+    if (old) {
+      b.set(old.subarray(0, this.fill));
+      periodBuffers.give(old);
+    }
     this.buf = b;
   }
 
@@ -126,6 +139,7 @@ export class AudioFanout {
     if (!b) return this.queue.countDrop(this.periodBytes); // too big for the budget, or no room for it
     this.queue.release(b.length); // from collecting to queued: the buffer is exactly one period
     if (this.queue.push(b, b.length)) this.kick();
+    else periodBuffers.give(b); // dropped itself: never sent
   }
 
   private kick(): void {
@@ -137,6 +151,7 @@ export class AudioFanout {
           const ok = await Promise.all(this.urls.map((u) => this.send(u, e!.item)));
           if (this.retryDelaysMs.length > 0 && !ok[0] && !this.ctx.signal.aborted) this.queue.dropHeld(e.bytes);
           else this.queue.release(e.bytes);
+          if (ok.every(Boolean)) periodBuffers.give(e.item); // every receiver read it and answered
         }
       } finally {
         this.sending = false;

@@ -112,6 +112,8 @@ export class DropOldestQueue<T> {
     readonly maxItems: number,
     private readonly budget: ByteBudget,
     private readonly counters: QueueCounters,
+    /** Called with every queued item that is dropped unsent (evicted, or discarded at close): its buffer may be reused. */
+    private readonly onDiscard?: (item: T) => void,
   ) {
     for (const r of [counters.drops, counters.droppedBytes, counters.depth, counters.bytes]) r[name] ??= 0;
     budget.register(this as DropOldestQueue<unknown>);
@@ -194,12 +196,14 @@ export class DropOldestQueue<T> {
     this.queued -= e.bytes;
     this.charge(-e.bytes, -1);
     this.countDrop(e.bytes);
+    this.onDiscard?.(e.item);
   }
 
   /** Releases everything (queued and held) from the budget and the gauges; later calls are no-ops. */
   close(): void {
     if (this.closed) return;
     this.charge(-(this.queued + this.heldBytes), -this.length);
+    if (this.onDiscard) for (const e of this.items) this.onDiscard(e.item);
     this.items = [];
     this.queued = this.heldBytes = 0;
     this.closed = true;

@@ -42,7 +42,8 @@ export class ScratchPool {
 /**
  * Buffers of varying sizes (a group commit's batch, a sealed chunk read for upload), pooled by
  * power-of-two size class in [minBytes, maxBytes]: take(n) hands out a buffer of at least n bytes,
- * give() keeps it for the next take of its class. Same reason as ScratchPool: a fresh buffer of a
+ * give() keeps it for the next take of its class. With `exact`, every size in [minBytes,
+ * maxBytes] is its own class (for sizes that repeat exactly: a webhook's period of audio). Same reason as ScratchPool: a fresh buffer of a
  * different size per commit or per upload is exactly the churn that fragments glibc's heaps, and
  * without forced GCs it also waits for a GC to be freed at all. Larger requests are allocated and
  * dropped as before (rare: a commit or a chunk of many MiB).
@@ -58,11 +59,13 @@ export class SizeClassPool {
     readonly keep: number,
     /** Idle bytes kept over all classes (a load that moves between classes keeps no more than this). */
     readonly maxIdleBytes: number,
+    readonly exact = false,
   ) {}
 
-  /** The size class of an n-byte request (0: larger than maxBytes, not pooled). */
+  /** The size class of an n-byte request (0: not pooled: larger than maxBytes, or exact and below minBytes). */
   classOf(n: number): number {
     if (n > this.maxBytes) return 0;
+    if (this.exact) return n >= this.minBytes ? n : 0;
     let c = this.minBytes;
     while (c < n) c *= 2;
     return c;
