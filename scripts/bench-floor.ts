@@ -18,6 +18,7 @@
 import { parseArgs } from 'node:util';
 import { defaultIngestOptions, streamStep, type StepResult } from './lib/bench-ingest.js';
 import { floorStep, type FloorResult } from './lib/floor.js';
+import { runMain } from './lib/run-main.js';
 
 const { values } = parseArgs({
   options: {
@@ -111,10 +112,4 @@ async function main(): Promise<void> {
   for (const r of rows) console.log(`| ${r} |`);
 }
 
-try {
-  await main();
-  process.exit(0);
-} catch (err) {
-  log(`FAILED: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-}
+await runMain(main, log);

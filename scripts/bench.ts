@@ -15,6 +15,7 @@ import { formatIngest, runIngest } from './bench-ingest.js';
 import { formatCapacity } from './lib/capacity.js';
 import { repoRoot } from './lib/service.js';
 import { table } from './lib/stats.js';
+import { runMain } from './lib/run-main.js';
 
 interface CodecRow {
   configuration: string;
@@ -117,11 +118,4 @@ async function main(): Promise<void> {
   console.log(`\nJSON: ${file}`);
 }
 
-try {
-  await main();
-  process.exit(0);
-} catch (err) {
-  // Child processes were stopped by the benchmarks' own finally blocks; say what went wrong, once.
-  log(`FAILED: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-}
+await runMain(main, log);
