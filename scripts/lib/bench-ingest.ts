@@ -13,7 +13,7 @@
 // for; a load generator that dies ends the run with an error (scripts/lib/loadgen-child.ts).
 import { spawnLoadgen, type LoadgenChild } from './loadgen-child.js';
 import { topFunctions, type CpuProfile, type HotFunction } from './cpuprofile.js';
-import { histogramBuckets, metricMax, metricSum, quantileBetween, type PromSample } from './prom.js';
+import { histogramBuckets, metricBy, metricMax, metricSum, quantileBetween, type PromSample } from './prom.js';
 import { readProcCpu, readThreadsCpu } from './proc.js';
 import { startService, type ChildService } from './service.js';
 import { median } from './stats.js';
@@ -146,9 +146,8 @@ function framesIn(m: readonly PromSample[]): number {
 
 /** Busy seconds of every shard thread so far (pusher_thread_busy_seconds_total{thread="shard-N"}). */
 function shardBusySeconds(m: readonly PromSample[]): number {
-  let s = NaN; // a build without the metric
-  for (const x of m) if (x.name === 'pusher_thread_busy_seconds_total' && x.labels.thread?.startsWith('shard-')) s = (s || 0) + x.value;
-  return s;
+  const shards = Object.entries(metricBy(m, 'pusher_thread_busy_seconds_total', 'thread')).filter(([thread]) => thread.startsWith('shard-'));
+  return shards.length > 0 ? shards.reduce((n, [, v]) => n + v, 0) : NaN; // NaN: a build without the metric
 }
 
 export interface BlastResult {

@@ -4,7 +4,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { LatencySnapshot } from '../util/latency-buckets.js';
 import type { ThreadSample } from '../util/thread-monitor.js';
-import type { Metrics } from './metrics.js';
+import { RunningTotals, type Metrics } from './metrics.js';
 import type { ThreadDirectory } from './threads.js';
 
 /** Quantile label values of pusher_event_loop_lag_seconds ("1" is the maximum). */
@@ -29,9 +29,7 @@ export function addThreadMetrics(m: Metrics, threads: ThreadDirectory): void {
     labelNames: ['thread'],
     registers: [r],
   });
-  // Threads report running totals; the counter advances by the difference (a restarted thread
-  // starts again from zero, and then everything it reports is new).
-  const lastBusy = new Map<string, number>();
+  const busyTotals = new RunningTotals();
   m.addCollector(async () => {
     const live = threads.live();
     // Every thread answers first; then the gauges change in one synchronous step, so a
@@ -43,11 +41,8 @@ export function addThreadMetrics(m: Metrics, threads: ThreadDirectory): void {
       if (g.status !== 'fulfilled') return; // died mid-scrape: no figure rather than a failed scrape
       const name = live[i]!.name;
       setThread(lag, heap, name, g.value);
-      const v = g.value.busySeconds;
-      const last = lastBusy.get(name) ?? 0;
-      const delta = v >= last ? v - last : v;
+      const delta = busyTotals.advance(name, g.value.busySeconds);
       if (delta > 0) busy.inc({ thread: name }, delta);
-      lastBusy.set(name, v);
     });
   });
 }

@@ -35,7 +35,7 @@ export class Metrics {
   readonly spoolCommits: Counter<'shard'>;
   readonly spoolFsyncFailures: Counter<'shard'>;
   private readonly collectors: ExtraCollector[] = [];
-  private readonly lastTotals = new Map<string, number>();
+  private readonly lastTotals = new RunningTotals();
   private readonly counterKeys = new Map<Counter<'shard'>, string>();
   private readonly collectShards: () => Promise<ShardStats[]>;
   private readonly perShard: () => { shard: number; ringBytes: number; slots: number }[];
@@ -119,14 +119,9 @@ export class Metrics {
       this.ringBytesUsed.set(l, s.ringBytes);
       this.slotsLeased.set(l, s.slots);
     }
-    // Shards report running totals; a counter advances by the difference (a restarted shard
-    // starts again from zero, and then everything it reports is new).
     const setCounter = (ctr: Counter<'shard'>, shard: string, v: number) => {
-      const key = `${this.counterKeys.get(ctr)}\0${shard}`;
-      const last = this.lastTotals.get(key) ?? 0;
-      const delta = v >= last ? v - last : v;
+      const delta = this.lastTotals.advance(`${this.counterKeys.get(ctr)}\0${shard}`, v);
       if (delta > 0) ctr.inc({ shard }, delta);
-      this.lastTotals.set(key, v);
     };
     for (const s of stats) {
       const shard = String(s.shard);
@@ -198,4 +193,20 @@ export function p99(buckets: number[]): number {
   }
   /* c8 ignore next */
   return 2 ** buckets.length;
+}
+
+/**
+ * Threads (shards, the uploader) report running totals; a Prometheus counter advances by the
+ * difference since the last scrape. A restarted thread starts again from zero, and then
+ * everything it reports is new.
+ */
+export class RunningTotals {
+  private readonly last = new Map<string, number>();
+
+  /** What the counter `key` advances by now that its thread reports `total`. */
+  advance(key: string, total: number): number {
+    const last = this.last.get(key) ?? 0;
+    this.last.set(key, total);
+    return total >= last ? total - last : total;
+  }
 }
