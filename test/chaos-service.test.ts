@@ -5,6 +5,7 @@ import { describe, runChaos } from '../scripts/lib/chaos.js';
 import { WebSocketServer } from 'ws';
 import { spawnLoadgen } from '../scripts/lib/loadgen-child.js';
 import { freePort, repoRoot, startService } from '../scripts/lib/service.js';
+import { jemallocPath } from '../src/util/allocator.js';
 
 const NO_CHILD_COVERAGE = { _TAPJS_PROCESSINFO_COVERAGE_: '0' };
 
@@ -49,6 +50,9 @@ t.test('a running service: metrics, memory, CPU, logs, stop', async (t) => {
   t.equal(svc.dir, dir);
   const m = await svc.scrape();
   t.ok(m.some((s) => s.name === 'pusher_sessions_active'));
+  // Started as bin/lc3-pusher would be: on jemalloc when it is installed (benchmarks measure the default).
+  const info = m.find((s) => s.name === 'pusher_build_info');
+  t.equal(info?.labels.allocator, jemallocPath() ? 'jemalloc' : 'system', 'the launcher\'s default allocator');
   t.ok(svc.rss()! > 10e6, 'RSS from /proc');
   t.ok(svc.cpuSeconds()! > 0);
   t.match(svc.logTail(), /TEST FAULTS ENABLED/);

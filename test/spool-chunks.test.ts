@@ -107,3 +107,120 @@ t.test('openInDir: retries a vanishing directory 20 times, then gives up; other 
   await f.close();
   t.ok(existsSync(`${dir}/a/b/c.lc3`));
 });
+
+t.test('deferred writes: pieces wait for the delay, 16 KiB, a SEAL, pressure or a forced pass, then go in one writev', async (t) => {
+  const dir = t.testdir();
+  let now = 1000;
+  const ops: string[] = [];
+  // Every write but the provisional header's (at 0), as "write pos+bytes" / "writev pos+pieces".
+  const counting = {
+    ...nodeIo,
+    open: async (p: string, mode: 'excl' | 'rw') => {
+      const f = await nodeIo.open(p, mode);
+      return {
+        write: (d: Uint8Array, pos: number) => (pos > 0 && ops.push(`write ${pos}+${d.length}`), f.write(d, pos)),
+        writev: (ds: readonly Uint8Array[], pos: number) => (ops.push(`writev ${pos}+${ds.length}`), f.writev!(ds, pos)),
+        datasync: () => f.datasync(),
+        truncate: (n: number) => f.truncate(n),
+        close: () => f.close(),
+      };
+    },
+  };
+  const { ctx } = context(counting, { now: () => now, maxPending: 1 << 20 });
+  const ready: unknown[] = [];
+  const f = new ChunkFiles(ctx, 4, (c) => ready.push(c), { delayMs: 1000, batchBytes: 16 << 10, pressureBytes: 64 << 10 });
+  const c = chunk(dir);
+  let pos = 18;
+  const piece = (n: number, fill: number): void => {
+    c.unwritten.push({ pos, data: Buffer.alloc(n, fill), lease: null });
+    pos += n;
+    ctx.held += n;
+    f.add(c);
+  };
+  const pass = async (force = false): Promise<void> => {
+    f.kick(force);
+    await drained(f);
+  };
+  ops.length = 0;
+  for (let i = 0; i < 4; i++) {
+    piece(100, i + 1);
+    now += 200;
+    await pass();
+  }
+  t.same(ops, [], 'four commits in 800 ms: nothing written yet');
+  t.equal(f.pending, 1);
+  t.equal(ctx.held, 400, 'held until written');
+  piece(100, 5);
+  now += 200;
+  await pass();
+  t.same(ops, ['writev 18+5'], 'the oldest piece is 1 s old: all five in one writev');
+  t.equal(ctx.held, 0);
+  t.equal(f.pending, 0);
+  const file = readFileSync(c.openAbs);
+  t.same(file.subarray(18), Buffer.concat([1, 2, 3, 4, 5].map((k) => Buffer.alloc(100, k))), 'bytes in order at their offsets');
+
+  ops.length = 0;
+  piece(10 << 10, 6);
+  await pass();
+  t.same(ops, [], '10 KiB, 0 ms old: waits');
+  piece(8 << 10, 7);
+  await pass();
+  t.same(ops, [`writev 518+2`], '18 KiB ≥ 16 KiB: written at once');
+
+  ops.length = 0;
+  piece(50, 8);
+  await pass();
+  t.same(ops, [], 'waits');
+  c.sealJournaled = true;
+  f.add(c);
+  await pass();
+  t.same(ops, [`write ${518 + (18 << 10)}+50`], 'its SEAL is journaled: written (one piece: a plain write)');
+  t.same(ready, [c], 'and handed to the sealer');
+
+  const d = chunk(dir);
+  ops.length = 0;
+  d.unwritten.push({ pos: 18, data: Buffer.alloc(64 << 10, 1), lease: null });
+  ctx.held += 64 << 10;
+  const e = chunk(dir);
+  e.unwritten.push({ pos: 18, data: Buffer.alloc(10, 2), lease: null });
+  ctx.held += 10;
+  f.add(e);
+  await pass();
+  t.same(ops, ['write 18+10'], 'held ≥ pressureBytes: every chunk is written, due or not');
+  ctx.held -= 64 << 10;
+
+  const g = chunk(dir);
+  g.unwritten.push({ pos: 18, data: Buffer.alloc(10, 3), lease: null });
+  ctx.held += 10;
+  f.add(g);
+  ops.length = 0;
+  await pass();
+  t.same(ops, [], 'not due');
+  await pass(true);
+  t.same(ops, ['write 18+10'], 'a forced pass (flush, shutdown) writes it');
+  t.equal(ctx.held, 0);
+});
+
+t.test('deferred writes: a failed write is retried at the next pass, due or not', async (t) => {
+  const dir = t.testdir();
+  let now = 0;
+  let fails = 1;
+  const { ctx } = context(
+    ruledIo((op) => (op === 'write' && fails-- > 0 ? fault('EIO') : undefined)),
+    { now: () => now },
+  );
+  const f = new ChunkFiles(ctx, 1, () => undefined, { delayMs: 1000, batchBytes: 1 << 20, pressureBytes: 1 << 30 });
+  const c = chunk(dir);
+  c.unwritten.push({ pos: 18, data: Buffer.alloc(10, 1), lease: null }, { pos: 28, data: Buffer.alloc(10, 2), lease: null });
+  ctx.held += 20;
+  f.add(c);
+  now = 1000;
+  f.kick();
+  await drained(f);
+  t.equal(ctx.counters.writeErrors, 1, 'the header write failed');
+  now = 1001;
+  f.kick();
+  await drained(f);
+  t.equal(f.pending, 0, 'retried although not due by time');
+  t.same(readFileSync(c.openAbs).subarray(18), Buffer.concat([Buffer.alloc(10, 1), Buffer.alloc(10, 2)]));
+});

@@ -1,6 +1,7 @@
 // The service under test as a child process: `node bin/lc3-pusher.cjs serve` from the compiled
 // build, on a free loopback port, with its own temporary spool and store, stopped with SIGTERM.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { allocatorEnv } from '../../src/util/allocator.js';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, writeFileSync, type WriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -77,12 +78,16 @@ export async function startService(opts: ServiceOptions = {}): Promise<ChildServ
   const port = await freePort();
   const env: Record<string, string> = {
     // A clean environment: only what node needs, not whatever PORT/SHARDS the caller's shell has.
-    ...Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LC3_WASM'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
+    ...Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LC3_WASM', 'NODE_OPTIONS'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
     HOST: '127.0.0.1',
     SPOOL_DIR: join(dir, 'spool'),
     STORE_DIR: join(dir, 'store'),
     LOG_LEVEL: 'warn',
     DRAIN_TIMEOUT_S: '10',
+    // The allocator the launcher (bin/lc3-pusher) picks by default: this spawns node directly, so it
+    // arranges the same (jemalloc when installed), or every benchmark would measure glibc malloc.
+    // A caller that chose (the chaos harness's --allocator) sets LC3_PUSHER_ALLOCATOR itself.
+    ...(opts.env?.LC3_PUSHER_ALLOCATOR ? {} : allocatorEnv(undefined).env),
     ...opts.env,
     PORT: String(port),
   };

@@ -90,6 +90,10 @@ export class Connection {
   private readonly limits: ConnectionLimits;
   /** Bytes of one audio sample (PCM16) or frame (LC3): pieces of audio are whole units. */
   private readonly unit: number;
+  /** From `init`, read per message: own fields, so the hot path never loads through the init object. */
+  private readonly device: boolean;
+  /** LC3: bytes per frame; PCM16: 0. */
+  private readonly frameBytes: number;
   private readonly bytesPerSecond: number;
   private readonly rate: SessionRate | undefined;
   /** Closed for exceeding a rate: what it still sends is not accepted. */
@@ -106,6 +110,8 @@ export class Connection {
     this.hooks = hooks;
     this.limits = limits;
     this.unit = init.codec === 'lc3' ? init.frameBytes : 2;
+    this.device = init.endpoint === 'device';
+    this.frameBytes = init.codec === 'lc3' ? init.frameBytes : 0;
     this.bytesPerSecond = init.codec === 'lc3' ? (init.frameBytes * 1e6) / init.frameUs : init.sampleRate * 2;
     this.lastSeen = hooks.now();
     this.nowMs = Date.now(); // the OPEN record's arrival
@@ -167,7 +173,7 @@ export class Connection {
     this.lastSeen = this.hooks.now();
     this.nowMs = Date.now();
     if (this.rate && !this.rate.message(this.nowMs)) return this.overRate('message');
-    if (this.init.endpoint === 'device') this.onDevice(data, isBinary);
+    if (this.device) this.onDevice(data, isBinary);
     else this.onPusher(data, isBinary);
   }
 
@@ -248,9 +254,9 @@ export class Connection {
   }
 
   private wholeFrames(bytes: number): boolean {
-    if (this.init.codec === 'lc3') {
-      if (bytes % this.init.frameBytes !== 0) {
-        this.fail(1007, `audio is not whole ${this.init.frameBytes}-byte LC3 frames (${bytes} bytes)`, 'bad_frame_size');
+    if (this.frameBytes > 0) {
+      if (bytes % this.frameBytes !== 0) {
+        this.fail(1007, `audio is not whole ${this.frameBytes}-byte LC3 frames (${bytes} bytes)`, 'bad_frame_size');
         return false;
       }
     } else if (bytes % 2 !== 0) {

@@ -11,7 +11,7 @@ import { maxRecordPayload, pieceBytes } from '../shard/ring.js';
 import { Supervisor } from '../shard/supervisor.js';
 import type { ShardFaults } from '../shard/shard-core.js';
 import { authenticate, bearer, HttpError } from './auth.js';
-import { Connection, type ConnectionLimits } from './connection.js';
+import { Connection, type ConnectionHooks, type ConnectionLimits } from './connection.js';
 import { DebugRoutes } from './debug.js';
 import { parseHandshake } from './handshake.js';
 import { Admission, answerClientError, httpServerLimits, TCP_SLACK, timestampsReplacedCounter } from './limits.js';
@@ -90,6 +90,31 @@ export class IngestServer {
   private readonly opts: ServerOptions;
   private readonly cfg: Config;
   private readonly limits: ConnectionLimits;
+  /**
+   * One hooks object for every connection (they only reach the server): a closure per connection
+   * made every per-message call site (now, audioBytes, spoolFull) see a new function per session,
+   * so V8 could inline none of them.
+   */
+  private readonly connHooks: ConnectionHooks = {
+    reject: (reason) => this.metrics.rejected.inc({ reason }),
+    audioBytes: (n) => (this.metrics.pendingAudioBytes += n),
+    heldDelta: (d) => {
+      this.heldBytes += d;
+      this.metrics.pendingMessageBytes.set(this.heldBytes);
+    },
+    pausedDelta: (d) => {
+      this.pausedCount += d;
+      this.metrics.socketsPaused.set(this.pausedCount);
+    },
+    closed: (c) => {
+      if (this.connections.delete(c)) this.admission.releaseUid(c.init.uid);
+      if (this.bySlot[c.shard.index]![c.slot] === c) this.bySlot[c.shard.index]![c.slot] = undefined;
+    },
+    now: () => this.tick,
+    timestampReplaced: () => this.timestampsReplaced.inc(),
+    spoolFull: () => this.opts.spoolFull?.() === true,
+    waitSpool: (c) => this.waitSpool(c),
+  };
   private readonly logger: Logger;
   private readonly sessionLog: SessionLog;
   /** Refusals that come in herds (every reconnect while a shard is full or restarting): rate-limited. */
@@ -271,26 +296,7 @@ export class IngestServer {
       this.limitedLog.warn(`refused ${shard.index} ${shard.up}`, { shard: shard.index, uid: init.uid }, shard.up ? 'session refused (1013): no ring slot free on its shard' : 'session refused (1013): its shard is restarting');
       return ws.close(1013, shard.up ? 'server overloaded: no ring slot free, try again later' : 'shard restarting, try again later');
     }
-    const conn = new Connection(ws, shard, slot, init, {
-      reject: (reason) => this.metrics.rejected.inc({ reason }),
-      audioBytes: (n) => (this.metrics.pendingAudioBytes += n),
-      heldDelta: (d) => {
-        this.heldBytes += d;
-        this.metrics.pendingMessageBytes.set(this.heldBytes);
-      },
-      pausedDelta: (d) => {
-        this.pausedCount += d;
-        this.metrics.socketsPaused.set(this.pausedCount);
-      },
-      closed: (c) => {
-        if (this.connections.delete(c)) this.admission.releaseUid(c.init.uid);
-        if (this.bySlot[c.shard.index]![c.slot] === c) this.bySlot[c.shard.index]![c.slot] = undefined;
-      },
-      now: () => this.tick,
-      timestampReplaced: () => this.timestampsReplaced.inc(),
-      spoolFull: () => this.opts.spoolFull?.() === true,
-      waitSpool: (c) => this.waitSpool(c),
-    }, this.limits);
+    const conn = new Connection(ws, shard, slot, init, this.connHooks, this.limits);
     this.connections.add(conn);
     this.bySlot[shard.index]![slot] = conn;
     this.sessionLog.opened(conn);

@@ -26,6 +26,9 @@ export class Chunk {
   pendFrames = 0;
   pendPayload = 0;
   unwritten: PendingWrite[] = [];
+  /** ctx.now() when the oldest of `unwritten` arrived (0: none); a failed write of them (retry at once). */
+  unwrittenSince = 0;
+  writeFailed = false;
   file: SpoolFile | null = null;
   createTried = false;
   headerCounted = false;

@@ -9,6 +9,8 @@ import { bumpObjectName } from './names.js';
 export interface SpoolFile {
   /** Writes all of `data` at `position`. */
   write(data: Uint8Array, position: number): Promise<void>;
+  /** Writes all of `data`, back to back, from `position` (optional: callers fall back to write()). */
+  writev?(data: readonly Uint8Array[], position: number): Promise<void>;
   datasync(): Promise<void>;
   truncate(length: number): Promise<void>;
   close(): Promise<void>;
@@ -42,6 +44,21 @@ class NodeFile implements SpoolFile {
     while (off < data.length) {
       const { bytesWritten } = await this.fh.write(data, off, data.length - off, position + off);
       off += bytesWritten;
+    }
+  }
+
+  async writev(data: readonly Uint8Array[], position: number): Promise<void> {
+    let total = 0;
+    for (const d of data) total += d.length;
+    let { bytesWritten } = await this.fh.writev(data as Uint8Array[], position);
+    if (bytesWritten === total) return;
+    // A short writev (rare: a signal, a nearly full disk): write the rest piece by piece.
+    let at = position;
+    for (const d of data) {
+      const end = at + d.length;
+      if (bytesWritten < d.length) await this.write(d.subarray(Math.max(0, bytesWritten)), at + Math.max(0, bytesWritten));
+      bytesWritten -= d.length;
+      at = end;
     }
   }
 

@@ -67,9 +67,10 @@ export class GroupCommit {
   private carry: Batch | null = null;
   /**
    * The batch buffers, pooled (see SizeClassPool): one per commit, alive until that commit's
-   * chunk-file writes are done, so two or three are in use at once. Idle: ≤ 2 per size class.
+   * chunk-file writes are done (deferred up to the write delay), so `keep` of them (the commits in
+   * a write delay, plus two) may be in use at once, and as many are kept idle per size class.
    */
-  private readonly buffers = new SizeClassPool(64 << 10, 16 << 20, 2, 16 << 20);
+  private readonly buffers: SizeClassPool;
   private chain: Promise<void> = Promise.resolve();
   private next: Promise<void> | null = null;
   /** The kept batch is the rewrite of one whose fsync failed: if this one fails too, say so. */
@@ -86,7 +87,10 @@ export class GroupCommit {
     private readonly files: ChunkFiles,
     private readonly sealer: Sealer,
     private readonly hooks: GroupCommitHooks,
-  ) {}
+    keep = 2,
+  ) {
+    this.buffers = new SizeClassPool(64 << 10, 16 << 20, keep, 16 << 20);
+  }
 
   /** True while the last commit failed for lack of space (ENOSPC/EDQUOT). */
   get diskFull(): boolean {

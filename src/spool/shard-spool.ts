@@ -74,7 +74,8 @@ export class ShardSpool implements SessionHost {
     this.chunkSeconds = opts.chunkSeconds ?? 60;
     if (!(this.fsyncMs > 0) || !(this.chunkSeconds > 0)) throw new RangeError('fsyncMs and chunkSeconds must be positive');
     const now = opts.now ?? Date.now;
-    this.ctx = new SpoolContext(opts.io ?? nodeIo, opts.quota, now, opts.maxPendingBytes ?? 32 << 20, opts.onCongestion, opts.onError, opts.onFsyncFailure);
+    const maxPending = opts.maxPendingBytes ?? 32 << 20;
+    this.ctx = new SpoolContext(opts.io ?? nodeIo, opts.quota, now, maxPending, opts.onCongestion, opts.onError, opts.onFsyncFailure);
     this.maxChunkAgeMs = opts.maxChunkAgeMs ?? 2 * this.chunkSeconds * 1000;
     this.onSealed = opts.onSealed ?? noop;
     this.run = `${now().toString(36)}${randomBytes(2).toString('hex')}`;
@@ -82,13 +83,18 @@ export class ShardSpool implements SessionHost {
     this.sealedRoot = join(this.dir, SEALED_DIR);
     this.segments = new JournalSegments(this.ctx, join(this.dir, JOURNAL_DIR), this.shard, this.run, opts.segmentBytes ?? 16 << 20, opts.segmentMs ?? 10_000);
     this.sealer = new Sealer(this.ctx, this.segments, this.openRoot, this.sealedRoot, opts.sealConcurrency ?? 8, (c) => this.sealDone(c));
-    this.files = new ChunkFiles(this.ctx, opts.writeConcurrency ?? 16, (c) => this.sealer.enqueue(c));
+    const writeDelayMs = opts.chunkWriteDelayMs ?? 1000;
+    this.files = new ChunkFiles(this.ctx, opts.writeConcurrency ?? 16, (c) => this.sealer.enqueue(c), {
+      delayMs: writeDelayMs,
+      batchBytes: 16 << 10,
+      pressureBytes: maxPending / 4,
+    });
     this.commits = new GroupCommit(this.ctx, this.segments, this.files, this.sealer, {
       beforeCommit: () => this.sealAged(),
       onDurable: opts.onDurable ?? noop,
       onCommit: opts.onCommit ?? noop,
       onNoSpace: opts.onNoSpace ?? noop,
-    });
+    }, Math.ceil(writeDelayMs / this.fsyncMs) + 2);
     this.closeTimeoutMs = opts.closeTimeoutMs ?? Infinity;
     this.timer = setInterval(() => void this.commits.tick(this.fsyncMs), this.fsyncMs);
     this.timer.unref();
@@ -140,6 +146,7 @@ export class ShardSpool implements SessionHost {
    */
   async flush(): Promise<void> {
     await this.commits.commit();
+    if (this.files.pending > 0) this.files.kick(true);
     while (this.files.running) await this.files.running;
   }
 

@@ -67,6 +67,11 @@ export interface ShardSpoolOptions {
    * (bin/lc3-pusher.cjs sizes it).
    */
   sealConcurrency?: number;
+  /**
+   * A chunk's journaled bytes wait up to this long (or 16 KiB) to be written to its file in one
+   * writev (default 1000; 0: after every commit). See chunk-files.ts.
+   */
+  chunkWriteDelayMs?: number;
   /** Chunk-file writes in flight per commit (default 16). */
   writeConcurrency?: number;
   io?: SpoolIo;

@@ -72,6 +72,7 @@ export function ruledIo(rule: (op: Op, path: string, pos?: number) => Error | un
   };
   const wrap = (f: SpoolFile, p: string): SpoolFile => ({
     write: async (d, pos) => (check('write', p, pos), f.write(d, pos)),
+    writev: async (ds, pos) => (check('write', p, pos), f.writev!(ds, pos)),
     datasync: async () => (check('datasync', p), f.datasync()),
     truncate: async (n) => (check('truncate', p), f.truncate(n)),
     close: () => f.close(),
