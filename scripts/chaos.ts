@@ -42,6 +42,7 @@ const { values } = parseArgs({
     assert: { type: 'boolean', default: false },
     'in-process': { type: 'boolean', default: false },
     sinks: { type: 'string', default: 'on' },
+    'sink-delay': { type: 'string', default: '0-2000' },
     'node-args': { type: 'string', default: '' },
     help: { type: 'boolean', default: false },
   },
@@ -51,7 +52,7 @@ if (values.help) {
   console.log(`usage: node dist/scripts/chaos.js [--ci] [--workload NAME[+ack][:N][@RATE],…] [--churn MIN-MAX|off] [--kill FRACTION]
   [--idle S] [--warmup S] [--load S] [--cooldown S] [--faults leak_on_close|drain_delay_ms=N] [--sync on|off]
   [--shards N] [--slots N] [--ring-bytes N] [--max-slope MB/min] [--max-cooldown-growth MB] [--store-wait S]
-  [--out DIR] [--name NAME] [--assert] [--in-process] [--sinks on|off] [--gc-every S]     (CHAOS_ASSERT=1 = --assert)
+  [--out DIR] [--name NAME] [--assert] [--in-process] [--sinks on|off] [--sink-delay MIN-MAX] [--gc-every S]     (CHAOS_ASSERT=1 = --assert)
   [--allocator jemalloc|system] [--forced-gc on|off]
   --gc-every: during the load, a forced GC and a sample every S s (default: load/6, 5..30; 0: never);
               the slope check uses those samples (live memory) when there are 3 or more
@@ -60,7 +61,9 @@ if (values.help) {
               the run prints what the service reports in pusher_build_info and checks it matches
   --in-process: run the load generator in this process (default: its own process)
   --node-args="--max-old-space-size=48": node flags for the service (a small heap: garbage is collected early)
-  --sinks: point webhooks, audio apps and conversation processing at a slow local sink (default on)`);
+  --sinks: point webhooks, audio apps and conversation processing at a slow local sink (default on)
+  --sink-delay MIN-MAX: the sink answers each request after a uniform random delay in this range, ms
+              (default 0-2000: slower than the audio arrives, so the queues stay full; 0-0: a sink that keeps up)`);
   process.exit(0);
 }
 
@@ -87,6 +90,11 @@ if (values.ci) {
 }
 
 const groups = parseGroups(values.workload);
+const sinkDelay = /^(\d+)-(\d+)$/.exec(values['sink-delay']);
+if (!sinkDelay || Number(sinkDelay[1]) > Number(sinkDelay[2])) {
+  console.error(`chaos: --sink-delay ${values['sink-delay']}: expected MIN-MAX in ms, MIN ≤ MAX (e.g. 0-2000)`);
+  process.exit(2);
+}
 const report = await runChaos({
   name: values.name ?? `${groups.map((g) => `${g.workload}${g.clients}`).join('-')}${values.faults ? `-${values.faults.replace(/[^a-z0-9]+/gi, '_')}` : ''}`,
   groups,
@@ -100,6 +108,7 @@ const report = await runChaos({
   faults: values.faults,
   sync: values.sync !== 'off',
   sinks: values.sinks !== 'off',
+  sinkDelayMs: [Number(sinkDelay[1]), Number(sinkDelay[2])],
   loadgenProcess: !values['in-process'],
   serviceNodeArgs: values['node-args'].split(/\s+/).filter(Boolean),
   env: { SHARDS: values.shards, SLOTS_PER_SHARD: values.slots, RING_BYTES: values['ring-bytes'] },

@@ -78,11 +78,13 @@ t.test('a load generator that dies ends the run with an error', async (t) => {
   t.notOk(lines.some((l) => /run exceeded/.test(l)), 'ended by the error, not by the watchdog');
 });
 
-t.test('chaos CLI: a bad --allocator or --forced-gc is refused', async (t) => {
+t.test('chaos CLI: a bad --allocator, --forced-gc or --sink-delay is refused', async (t) => {
   const script = fileURLToPath(new URL('../dist/scripts/chaos.js', import.meta.url));
   for (const [args, msg] of [
     [['--allocator', 'tcmalloc'], 'chaos: --allocator tcmalloc: expected jemalloc or system\n'],
     [['--forced-gc', 'maybe'], 'chaos: --forced-gc maybe: expected on or off\n'],
+    [['--sink-delay', '500-100'], 'chaos: --sink-delay 500-100: expected MIN-MAX in ms, MIN ≤ MAX (e.g. 0-2000)\n'],
+    [['--sink-delay', 'fast'], 'chaos: --sink-delay fast: expected MIN-MAX in ms, MIN ≤ MAX (e.g. 0-2000)\n'],
   ] as const) {
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) =>
       execFile(process.execPath, [script, ...args], { timeout: 30_000, env: { ...process.env, ...NO_CHILD_COVERAGE } }, (err, _out, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr })),

@@ -78,7 +78,7 @@ export async function startService(opts: ServiceOptions = {}): Promise<ChildServ
   const port = await freePort();
   const env: Record<string, string> = {
     // A clean environment: only what node needs, not whatever PORT/SHARDS the caller's shell has.
-    ...Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LC3_WASM', 'NODE_OPTIONS'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
+    ...Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LC3_WASM'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
     HOST: '127.0.0.1',
     SPOOL_DIR: join(dir, 'spool'),
     STORE_DIR: join(dir, 'store'),
@@ -88,6 +88,9 @@ export async function startService(opts: ServiceOptions = {}): Promise<ChildServ
     // arranges the same (jemalloc when installed), or every benchmark would measure glibc malloc.
     // A caller that chose (the chaos harness's --allocator) sets LC3_PUSHER_ALLOCATOR itself.
     ...(opts.env?.LC3_PUSHER_ALLOCATOR ? {} : allocatorEnv(undefined).env),
+    // Node flags for the service alone (e.g. --perf-basic-prof for `perf report`); NODE_OPTIONS
+    // itself is not passed on: under tap it carries the test runner's loaders.
+    ...(process.env.LC3_SERVICE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.LC3_SERVICE_NODE_OPTIONS } : {}),
     ...opts.env,
     PORT: String(port),
   };
