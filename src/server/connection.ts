@@ -92,8 +92,7 @@ export class Connection {
   private readonly unit: number;
   /** From `init`, read per message: own fields, so the hot path never loads through the init object. */
   private readonly device: boolean;
-  /** LC3: bytes per frame; PCM16: 0. */
-  private readonly frameBytes: number;
+  private readonly lc3: boolean;
   private readonly bytesPerSecond: number;
   private readonly rate: SessionRate | undefined;
   /** Closed for exceeding a rate: what it still sends is not accepted. */
@@ -111,7 +110,7 @@ export class Connection {
     this.limits = limits;
     this.unit = init.codec === 'lc3' ? init.frameBytes : 2;
     this.device = init.endpoint === 'device';
-    this.frameBytes = init.codec === 'lc3' ? init.frameBytes : 0;
+    this.lc3 = init.codec === 'lc3';
     this.bytesPerSecond = init.codec === 'lc3' ? (init.frameBytes * 1e6) / init.frameUs : init.sampleRate * 2;
     this.lastSeen = hooks.now();
     this.nowMs = Date.now(); // the OPEN record's arrival
@@ -254,16 +253,9 @@ export class Connection {
   }
 
   private wholeFrames(bytes: number): boolean {
-    if (this.frameBytes > 0) {
-      if (bytes % this.frameBytes !== 0) {
-        this.fail(1007, `audio is not whole ${this.frameBytes}-byte LC3 frames (${bytes} bytes)`, 'bad_frame_size');
-        return false;
-      }
-    } else if (bytes % 2 !== 0) {
-      this.fail(1007, `PCM16 audio has an odd byte count (${bytes})`, 'bad_frame_size');
-      return false;
-    }
-    return true;
+    if (bytes % this.unit === 0) return true;
+    this.fail(1007, this.lc3 ? `audio is not whole ${this.unit}-byte LC3 frames (${bytes} bytes)` : `PCM16 audio has an odd byte count (${bytes})`, 'bad_frame_size');
+    return false;
   }
 
   /** Whole samples or frames that fit in `room` bytes. */

@@ -174,14 +174,13 @@ export class ChunkFiles {
 
 /** Writes contiguous pieces: one writev where the file has it, else one write each. */
 async function writePieces(f: SpoolFile, pieces: readonly PendingWrite[]): Promise<void> {
-  const pos = pieces[0]!.pos;
   if (pieces.length === 1 || !f.writev) {
     for (const u of pieces) await f.write(u.data, u.pos);
     return;
   }
   await f.writev(
     pieces.map((u) => u.data),
-    pos,
+    pieces[0]!.pos,
   );
 }
 

@@ -55,10 +55,10 @@ class NodeFile implements SpoolFile {
     // A short writev (rare: a signal, a nearly full disk): write the rest piece by piece.
     let at = position;
     for (const d of data) {
-      const end = at + d.length;
-      if (bytesWritten < d.length) await this.write(d.subarray(Math.max(0, bytesWritten)), at + Math.max(0, bytesWritten));
+      const done = Math.min(d.length, Math.max(0, bytesWritten)); // of this piece, already written
+      if (done < d.length) await this.write(d.subarray(done), at + done);
       bytesWritten -= d.length;
-      at = end;
+      at += d.length;
     }
   }
 
