@@ -289,6 +289,7 @@ function sample(t: number, phase: Sample['phase'], rssMb: number, over: Partial<
     mainExternal: 2 * MiB,
     shardHeap: 20 * MiB,
     shardHeaps: { '0': 10 * MiB, '1': 10 * MiB },
+    heapsCommitted: 60 * MiB,
     sessions: phase === 'load' || phase === 'warmup' ? 10 : 0,
     tasks: 0,
     decoders: 0,
@@ -412,6 +413,8 @@ t.test('sampleFrom: one scrape → one sample', async (t) => {
 pusher_sessions_active{shard="1"} 3
 pusher_shard_heap_bytes{shard="0"} 100
 pusher_shard_heap_bytes{shard="1"} 200
+pusher_heap_committed_bytes{thread="main"} 70
+pusher_heap_committed_bytes{thread="shard-0"} 400
 nodejs_heap_size_used_bytes 50
 pusher_session_tasks_active{shard="0"} 1
 pusher_spool_open_chunks{shard="0"} 4
@@ -424,6 +427,7 @@ pusher_spool_oldest_open_chunk_seconds{shard="1"} 61
   t.equal(s.sessions, 5);
   t.equal(s.shardHeap, 300);
   t.same(s.shardHeaps, { '0': 100, '1': 200 });
+  t.equal(s.heapsCommitted, 470, 'committed heap summed over the threads');
   t.equal(s.mainHeap, 50);
   t.equal(s.tasks, 1);
   t.equal(s.rss, 1234);

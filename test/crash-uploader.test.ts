@@ -5,7 +5,7 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import t from 'tap';
 import { chunkHeader } from '../src/spool/format.js';
-import { UploaderSupervisor } from '../src/spool/uploader-supervisor.js';
+import { UPLOADER_LIMITS, UploaderSupervisor } from '../src/spool/uploader-supervisor.js';
 import { LocalStore } from '../src/store/local.js';
 
 const LC3 = { kind: 'lc3', frameUs: 10000, sampleRate: 16000, frameBytes: 30 } as const;
@@ -56,6 +56,7 @@ t.test('killed mid-upload, restarted; every chunk stored once with its content',
   });
   // The first worker has scanned the spool and is uploading: kill it in the middle.
   const first = sup.worker;
+  t.equal(first.resourceLimits?.maxYoungGenerationSizeMb, UPLOADER_LIMITS.maxYoungGenerationSizeMb, 'the uploader runs with its young generation capped');
   const inFlight = sup.api.drain(60_000);
   await new Promise((r) => setTimeout(r, 30));
   const before = (await sup.api.stats()).uploads_ok;
@@ -64,6 +65,7 @@ t.test('killed mid-upload, restarted; every chunk stored once with its content',
   // A call made during the restart waits for the new worker.
   const during = await sup.api.stats();
   t.ok(sup.worker !== first, 'a new worker');
+  t.equal(sup.worker.resourceLimits?.maxYoungGenerationSizeMb, UPLOADER_LIMITS.maxYoungGenerationSizeMb, 'so does a restarted one');
   t.equal(crashes.length, 1, 'one crash reported');
   t.equal(restarted.length, 1, `restarted in ${restarted[0]} ms`);
   t.type(during.uploads_ok, 'number', 'the new worker answers');

@@ -72,6 +72,7 @@ t.test('addThreadMetrics: one series set per live thread; a thread that fails or
   let text = await m.render();
   t.match(text, 'pusher_heap_used_bytes{thread="main"} 100');
   t.match(text, 'pusher_heap_used_bytes{thread="shard-0"} 200');
+  t.match(text, 'pusher_heap_committed_bytes{thread="shard-0"} 400', 'the committed heap beside the used one');
   t.match(text, 'pusher_event_loop_lag_seconds{thread="shard-0",quantile="0.99"} 0.002');
   t.match(text, 'pusher_event_loop_lag_seconds{thread="shard-0",quantile="1"} 0.003');
   t.notMatch(text, 'thread="uploader"', 'a thread that could not answer is left out, the scrape still works');
@@ -79,6 +80,7 @@ t.test('addThreadMetrics: one series set per live thread; a thread that fails or
   live = live.slice(0, 1);
   text = await m.render();
   t.notMatch(text, 'pusher_heap_used_bytes{thread="shard-0"}', 'a thread that is gone (restarting shard) has no stale gauges');
+  t.notMatch(text, 'pusher_heap_committed_bytes{thread="shard-0"}');
 });
 
 t.test('pusher_thread_busy_seconds_total advances by what each thread adds, also across a restart', async (t) => {
@@ -139,7 +141,9 @@ t.test('live: lag and heap of every thread, upload durations after an upload', a
   const text = await (await fetch(svc.url('/metrics'))).text();
   const value = (name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
   for (const thread of ['main', 'shard-0', 'shard-1', 'uploader']) {
-    t.ok(value('pusher_heap_used_bytes', `thread="${thread}"`) > 1e6, `${thread}: heap used`);
+    const used = value('pusher_heap_used_bytes', `thread="${thread}"`);
+    t.ok(used > 1e6, `${thread}: heap used`);
+    t.ok(value('pusher_heap_committed_bytes', `thread="${thread}"`) >= used, `${thread}: heap committed, at least the used part`);
     const [p50, p99, max] = ['0.5', '0.99', '1'].map((q) => value('pusher_event_loop_lag_seconds', `thread="${thread}",quantile="${q}"`));
     t.ok(p50! >= 0 && p99! >= p50! && max! >= p99! && max! < 5, `${thread}: lag p50 ${p50} s, p99 ${p99} s, max ${max} s`);
     const busy = value('pusher_thread_busy_seconds_total', `thread="${thread}"`);

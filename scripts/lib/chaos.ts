@@ -35,6 +35,8 @@ export interface Sample {
   /** Sum over shards, and per shard. */
   shardHeap: number;
   shardHeaps: Record<string, number>;
+  /** V8 heap committed, summed over every thread's isolate (NaN for builds without the metric). */
+  heapsCommitted: number;
   sessions: number;
   tasks: number;
   decoders: number;
@@ -83,6 +85,7 @@ export function sampleFrom(
     mainExternal: num(metricSum(m, 'nodejs_external_memory_bytes')),
     shardHeap: num(metricSum(m, 'pusher_shard_heap_bytes')),
     shardHeaps: metricBy(m, 'pusher_shard_heap_bytes', 'shard'),
+    heapsCommitted: num(metricSum(m, 'pusher_heap_committed_bytes')),
     sessions: num(metricSum(m, 'pusher_sessions_active')),
     tasks: num(metricSum(m, 'pusher_session_tasks_active')),
     decoders: num(metricSum(m, 'pusher_decoders_active')),
@@ -141,6 +144,8 @@ export interface Figures {
   rssAnonSlopeMbPerMin: number;
   rssShmemSlopeMbPerMin: number;
   mainExternalSlopeMbPerMin: number;
+  /** The V8 heaps' committed size, every thread: RSS the JS heaps hold beyond their used part. */
+  heapsCommittedSlopeMbPerMin: number;
   /** End of cooldown. */
   final: Pick<Sample, 'sessions' | 'tasks' | 'decoders' | 'slots' | 'ringBytes' | 'paused'>;
   /** Seconds after the load ended until sessions, tasks, decoders and slots were all zero (NaN: never). */
@@ -155,7 +160,7 @@ function inPhase(samples: readonly Sample[], phase: Phase): Sample[] {
   return samples.filter((s) => s.phase === phase && Number.isFinite(s.rss));
 }
 
-function slope(samples: readonly Sample[], key: 'rss' | 'rssAnon' | 'rssShmem' | 'mainHeap' | 'mainExternal' | 'shardHeap'): { slope: number; r2: number; se: number } {
+function slope(samples: readonly Sample[], key: 'rss' | 'rssAnon' | 'rssShmem' | 'mainHeap' | 'mainExternal' | 'shardHeap' | 'heapsCommitted'): { slope: number; r2: number; se: number } {
   const pts = samples.filter((s) => Number.isFinite(s[key]));
   const fit = fitLine(
     pts.map((s) => s.t / 60),
@@ -212,6 +217,7 @@ export function summarize(samples: readonly Sample[], phases: readonly PhaseSpan
     rssAnonSlopeMbPerMin: slope(load, 'rssAnon').slope,
     rssShmemSlopeMbPerMin: slope(load, 'rssShmem').slope,
     mainExternalSlopeMbPerMin: slope(load, 'mainExternal').slope,
+    heapsCommittedSlopeMbPerMin: slope(load, 'heapsCommitted').slope,
     final: {
       sessions: num(last?.sessions),
       tasks: num(last?.tasks),
@@ -752,7 +758,7 @@ export function describe(r: ChaosReport): string[] {
   const lines = [
     `== ${r.name}: ${r.passed ? 'PASS' : 'FAIL'}${f.forcedGc ? '' : ' (no forced GC in this build: plateau and final RSS include uncollected garbage)'}`,
     `RSS: idle ${fmtBytes(f.baselineRss)}, warm-up plateau ${fmtBytes(f.warmupPlateauRss)}, peak ${fmtBytes(f.peakRss)}, after cooldown ${fmtBytes(f.finalRss)} (${f.growthAfterCooldown >= 0 ? '+' : ''}${fmtBytes(f.growthAfterCooldown)} vs plateau, ${f.growthVsBaseline >= 0 ? '+' : ''}${fmtBytes(f.growthVsBaseline)} vs idle)`,
-    `slope over load: RSS ${f.slopeMbPerMin.toFixed(2)} ± ${(2 * f.slopeStdErr).toFixed(2)} MB/min (r² ${f.slopeR2.toFixed(2)}), after forced GCs ${f.liveSlopePoints >= 3 ? `${f.liveSlopeMbPerMin.toFixed(2)} ± ${(2 * f.liveSlopeStdErr).toFixed(2)} MB/min (${f.liveSlopePoints} points)` : 'n/a'}, main heap ${f.mainHeapSlopeMbPerMin.toFixed(2)} MB/min, shard heaps ${f.shardHeapSlopeMbPerMin.toFixed(2)} MB/min; RSS anon ${f.rssAnonSlopeMbPerMin.toFixed(2)}, shmem ${f.rssShmemSlopeMbPerMin.toFixed(2)}, main external ${f.mainExternalSlopeMbPerMin.toFixed(2)} MB/min`,
+    `slope over load: RSS ${f.slopeMbPerMin.toFixed(2)} ± ${(2 * f.slopeStdErr).toFixed(2)} MB/min (r² ${f.slopeR2.toFixed(2)}), after forced GCs ${f.liveSlopePoints >= 3 ? `${f.liveSlopeMbPerMin.toFixed(2)} ± ${(2 * f.liveSlopeStdErr).toFixed(2)} MB/min (${f.liveSlopePoints} points)` : 'n/a'}, main heap ${f.mainHeapSlopeMbPerMin.toFixed(2)} MB/min, shard heaps ${f.shardHeapSlopeMbPerMin.toFixed(2)} MB/min; RSS anon ${f.rssAnonSlopeMbPerMin.toFixed(2)}, shmem ${f.rssShmemSlopeMbPerMin.toFixed(2)}, main external ${f.mainExternalSlopeMbPerMin.toFixed(2)} MB/min, V8 heaps committed ${f.heapsCommittedSlopeMbPerMin.toFixed(2)} MB/min`,
     `load: ${l.clients} clients, ${l.connects} connects (${l.reconnects} reconnects), ${l.closes} closes, ${l.kills} kills; ${l.messages} messages, ${l.lc3Frames} LC3 frames, ${fmtBytes(l.audioBytes)} audio; ${l.replies} replies, ${l.acks.messages} acks; late ${l.lateMessages}, generator loop p99 ${l.loopDelayP99Ms.toFixed(1)} ms`,
   ];
   if (r.allocator) lines.push(`allocator: started on ${r.allocator.requested}; pusher_build_info says ${r.allocator.reported ?? 'n/a'}${r.options.forcedGc === false ? '; no forced GCs (raw RSS only)' : ''}`);

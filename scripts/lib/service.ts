@@ -78,7 +78,8 @@ export async function startService(opts: ServiceOptions = {}): Promise<ChildServ
   const port = await freePort();
   const env: Record<string, string> = {
     // A clean environment: only what node needs, not whatever PORT/SHARDS the caller's shell has.
-    ...Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LC3_WASM'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
+    // MALLOC_CONF: jemalloc's own settings (e.g. prof:true for a heap profile of the service).
+    ...Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LC3_WASM', 'MALLOC_CONF'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
     HOST: '127.0.0.1',
     SPOOL_DIR: join(dir, 'spool'),
     STORE_DIR: join(dir, 'store'),
