@@ -160,7 +160,10 @@ function inPhase(samples: readonly Sample[], phase: Phase): Sample[] {
   return samples.filter((s) => s.phase === phase && Number.isFinite(s.rss));
 }
 
-function slope(samples: readonly Sample[], key: 'rss' | 'rssAnon' | 'rssShmem' | 'mainHeap' | 'mainExternal' | 'shardHeap' | 'heapsCommitted'): { slope: number; r2: number; se: number } {
+/** The fields of a sample that are one number (a slope can be fitted through any of them). */
+type NumericField = { [K in keyof Sample]-?: Sample[K] extends number ? K : never }[keyof Sample];
+
+function slope(samples: readonly Sample[], key: NumericField): { slope: number; r2: number; se: number } {
   const pts = samples.filter((s) => Number.isFinite(s[key]));
   const fit = fitLine(
     pts.map((s) => s.t / 60),

@@ -25,7 +25,7 @@ export function addThreadMetrics(m: Metrics, threads: ThreadDirectory): void {
   const heap = new Gauge({ name: 'pusher_heap_used_bytes', help: 'V8 heap used by each thread (its own isolate)', labelNames: ['thread'], registers: [r] });
   // What RSS sees of a heap is its committed size, not its used size: the two part when V8 keeps
   // free space (grown semi-spaces, swept pages) between collections.
-  const heapTotal = new Gauge({ name: 'pusher_heap_committed_bytes', help: 'V8 heap committed by each thread (its own isolate: used plus the free space it keeps)', labelNames: ['thread'], registers: [r] });
+  const heapCommitted = new Gauge({ name: 'pusher_heap_committed_bytes', help: 'V8 heap committed by each thread (its own isolate: used plus the free space it keeps)', labelNames: ['thread'], registers: [r] });
   const busy = new Counter({
     name: 'pusher_thread_busy_seconds_total',
     help: 'Seconds each thread spent running (its event loop not idle), from performance.eventLoopUtilization inside it; rate() is the thread\'s share of a core',
@@ -40,21 +40,21 @@ export function addThreadMetrics(m: Metrics, threads: ThreadDirectory): void {
     const got = await Promise.allSettled(live.map((t) => t.thread.sample()));
     lag.reset();
     heap.reset();
-    heapTotal.reset();
+    heapCommitted.reset();
     got.forEach((g, i) => {
       if (g.status !== 'fulfilled') return; // died mid-scrape: no figure rather than a failed scrape
       const name = live[i]!.name;
-      setThread(lag, heap, heapTotal, name, g.value);
+      setThread(lag, heap, heapCommitted, name, g.value);
       const delta = busyTotals.advance(name, g.value.busySeconds);
       if (delta > 0) busy.inc({ thread: name }, delta);
     });
   });
 }
 
-function setThread(lag: Gauge<'thread' | 'quantile'>, heap: Gauge<'thread'>, heapTotal: Gauge<'thread'>, thread: string, s: ThreadSample): void {
+function setThread(lag: Gauge<'thread' | 'quantile'>, heap: Gauge<'thread'>, heapCommitted: Gauge<'thread'>, thread: string, s: ThreadSample): void {
   for (const [quantile, key] of QUANTILES) lag.set({ thread, quantile }, s[key]);
   heap.set({ thread }, s.heapUsed);
-  heapTotal.set({ thread }, s.heapTotal);
+  heapCommitted.set({ thread }, s.heapTotal);
 }
 
 type Sample = { metricName: string; labels: Record<string, string>; value: number };

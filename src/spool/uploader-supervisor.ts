@@ -39,9 +39,11 @@ const HEALTHY_MS = 60_000;
  * The uploader allocates little, so V8 rarely runs a full GC in it, and its young generation grows
  * in one step from 16 to 32 MiB committed whenever survival is high for a while (measured with
  * --trace-gc in the 1,000-stream soak: a +16 MiB step minutes into the load, none before, never
- * given back). Capped at 16 MiB (semi-spaces of 8 MiB), which it starts with anyway: a young
- * generation only sets how often a scavenge runs, never how much the thread can hold, so the cap
- * cannot exhaust anything (old space, where the backlog lives, is not limited).
+ * given back). Capped at the 16 MiB it starts with. V8 counts a young generation as three
+ * semi-spaces, so 24 means semi-spaces of 8 MiB (measured on Node 20 and 22: 24 → a 16 MiB new
+ * space, the default → 32 MiB). A young generation only sets how often a scavenge runs, never how
+ * much the thread can hold, so the cap cannot exhaust anything (old space, where the backlog
+ * lives, is not limited).
  */
 export const UPLOADER_LIMITS = { maxYoungGenerationSizeMb: 24 } as const;
 
