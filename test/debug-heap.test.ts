@@ -92,7 +92,7 @@ async function routes(t: Test, thread: ThreadControl): Promise<string> {
   return `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
 }
 
-const unused = { profile: async () => '{}', gc: async () => ({ heapBefore: 1, heapAfter: 1, ms: 0 }), sample: async () => ({ lagP50: 0, lagP99: 0, lagMax: 0, lagSamples: 0, heapUsed: 0, heapTotal: 0, busySeconds: 0 }) };
+const unused = { profile: async () => '{}', gc: async () => ({ heapBefore: 1, heapAfter: 1, ms: 0 }), sample: async () => ({ lagP50: 0, lagP99: 0, lagMax: 0, lagSamples: 0, heapUsed: 0, heapTotal: 0, busySeconds: 0, fullGcs: { all: 0, period: 0 } }) };
 
 t.test('one snapshot at a time (409), errors before and after the first piece', async (t) => {
   let release!: () => void;

@@ -18,7 +18,7 @@ function fakeApi(tag: string): RemoteThreadApi & { calls: string[] } {
       port.postMessage(null);
     },
     gc: async () => (calls.push('gc'), { heapBefore: 2, heapAfter: 1, ms: 0 }),
-    threadStats: () => (calls.push('stats'), { lagP50: 0, lagP99: 0, lagMax: 0, lagSamples: 1, heapUsed: 7, heapTotal: 8, busySeconds: 0 }),
+    threadStats: () => (calls.push('stats'), { lagP50: 0, lagP99: 0, lagMax: 0, lagSamples: 1, heapUsed: 7, heapTotal: 8, busySeconds: 0, fullGcs: { all: 0, period: 0 } }),
   };
 }
 

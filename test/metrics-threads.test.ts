@@ -58,7 +58,7 @@ t.test('LatencyBuckets and their histogram: bucket i counts < 2^i ms, cumulative
   t.match(text, /x_seconds_sum\{result="ok"\} 1000\.0164/);
 });
 
-const sample = (heapUsed: number, busySeconds = 1): ThreadSample => ({ lagP50: 0.001, lagP99: 0.002, lagMax: 0.003, lagSamples: 10, heapUsed, heapTotal: heapUsed * 2, busySeconds });
+const sample = (heapUsed: number, busySeconds = 1): ThreadSample => ({ lagP50: 0.001, lagP99: 0.002, lagMax: 0.003, lagSamples: 10, heapUsed, heapTotal: heapUsed * 2, busySeconds, fullGcs: { all: 3, period: 1 } });
 
 t.test('addThreadMetrics: one series set per live thread; a thread that fails or goes drops out', async (t) => {
   const m = new Metrics(async () => [], () => []);
@@ -77,6 +77,8 @@ t.test('addThreadMetrics: one series set per live thread; a thread that fails or
   t.match(text, 'pusher_event_loop_lag_seconds{thread="shard-0",quantile="1"} 0.003');
   t.notMatch(text, 'thread="uploader"', 'a thread that could not answer is left out, the scrape still works');
   t.match(text, 'pusher_thread_busy_seconds_total{thread="main"} 1');
+  t.match(text, 'pusher_full_gcs_total{thread="shard-0"} 3');
+  t.match(text, 'pusher_full_gcs_periodic_total{thread="shard-0"} 1', 'full GCs, and the ones the period rule started');
   live = live.slice(0, 1);
   text = await m.render();
   t.notMatch(text, 'pusher_heap_used_bytes{thread="shard-0"}', 'a thread that is gone (restarting shard) has no stale gauges');
@@ -148,6 +150,7 @@ t.test('live: lag and heap of every thread, upload durations after an upload', a
     t.ok(p50! >= 0 && p99! >= p50! && max! >= p99! && max! < 5, `${thread}: lag p50 ${p50} s, p99 ${p99} s, max ${max} s`);
     const busy = value('pusher_thread_busy_seconds_total', `thread="${thread}"`);
     t.ok(busy > 0 && busy < 60, `${thread}: busy ${busy} s`);
+    for (const name of ['pusher_full_gcs_total', 'pusher_full_gcs_periodic_total']) t.ok(value(name, `thread="${thread}"`) >= 0, `${thread}: ${name} rendered`);
   }
   t.ok((await svc.metric('pusher_upload_duration_seconds_count', { result: 'ok' })) >= 1, 'the upload was timed');
   t.ok((await svc.metric('pusher_upload_duration_seconds_sum', { result: 'ok' })) > 0);

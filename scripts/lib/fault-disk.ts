@@ -2,7 +2,7 @@
 // Used by test/fault-disk-full.test.ts (short) and scripts/fault-disk-full.ts (long). Needs root
 // (mount); `canMount()` says why not.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { parseWav } from '../../src/formats/wav.js';
@@ -89,10 +89,12 @@ export function storedPcm(storeDir: string, uid: string, session: number): { byt
   const files: string[] = [];
   const walk = (d: string): void => {
     if (!existsSync(d)) return;
-    for (const e of readdirSync(d)) {
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (e.endsWith('.wav')) files.push(p);
+    // Dirents, not a stat per name: the store is written while we read it, and its temporary
+    // files (.NAME.tmp) are renamed away between a readdir and a stat.
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.wav')) files.push(p);
     }
   };
   walk(root);

@@ -32,7 +32,15 @@ export function addThreadMetrics(m: Metrics, threads: ThreadDirectory): void {
     labelNames: ['thread'],
     registers: [r],
   });
+  const fullGcs = new Counter({ name: 'pusher_full_gcs_total', help: 'Full (mark-compact) GCs of each thread, any cause', labelNames: ['thread'], registers: [r] });
+  const periodGcs = new Counter({
+    name: 'pusher_full_gcs_periodic_total',
+    help: 'Collections started in a thread that had gone 2 minutes without a full GC (src/util/gc-period.ts)',
+    labelNames: ['thread'],
+    registers: [r],
+  });
   const busyTotals = new RunningTotals();
+  const gcTotals = new RunningTotals();
   m.addCollector(async () => {
     const live = threads.live();
     // Every thread answers first; then the gauges change in one synchronous step, so a
@@ -47,6 +55,9 @@ export function addThreadMetrics(m: Metrics, threads: ThreadDirectory): void {
       setThread(lag, heap, heapCommitted, name, g.value);
       const delta = busyTotals.advance(name, g.value.busySeconds);
       if (delta > 0) busy.inc({ thread: name }, delta);
+      // inc by 0 too: both are on /metrics from the first scrape, 0 rather than absent.
+      fullGcs.inc({ thread: name }, gcTotals.advance(`${name}\0all`, g.value.fullGcs.all));
+      periodGcs.inc({ thread: name }, gcTotals.advance(`${name}\0period`, g.value.fullGcs.period));
     });
   });
 }

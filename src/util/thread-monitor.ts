@@ -3,6 +3,7 @@
 // Every thread has its own event loop and its own heap, so neither can be measured from outside.
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
+import { gcPeriod, type GcCounts } from './gc-period.js';
 
 /** How often the loop-delay timer fires (ms); also what a loop with no lag at all reports. */
 export const LAG_RESOLUTION_MS = 10;
@@ -24,6 +25,8 @@ export interface ThreadSample {
    * clock, and /proc names every thread "node".
    */
   busySeconds: number;
+  /** Full GCs of this thread since it started, by trigger (util/gc-period.ts). */
+  fullGcs: GcCounts;
 }
 
 /**
@@ -58,7 +61,7 @@ export class ThreadMonitor {
     if (samples > 0) this.last = { lagP50: lagSeconds(h.percentile(50)), lagP99: lagSeconds(h.percentile(99)), lagMax: lagSeconds(h.max) };
     h.reset();
     const heap = getHeapStatistics();
-    return { ...this.last, lagSamples: samples, heapUsed: heap.used_heap_size, heapTotal: heap.total_heap_size, busySeconds: performance.eventLoopUtilization().active / 1000 };
+    return { ...this.last, lagSamples: samples, heapUsed: heap.used_heap_size, heapTotal: heap.total_heap_size, busySeconds: performance.eventLoopUtilization().active / 1000, fullGcs: gcPeriod().counts() };
   }
 
   close(): void {
@@ -68,7 +71,12 @@ export class ThreadMonitor {
 
 let shared: ThreadMonitor | undefined;
 
-/** The calling thread's monitor (one per thread: module state is per isolate). */
+/**
+ * The calling thread's monitor (one per thread: module state is per isolate). Every thread that
+ * has one (main, each shard, the uploader) also runs the full-GC period rule from here, so no
+ * thread's entry point can forget it.
+ */
 export function threadMonitor(): ThreadMonitor {
+  gcPeriod();
   return (shared ??= new ThreadMonitor());
 }
