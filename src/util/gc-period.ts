@@ -10,8 +10,8 @@
 // the shards under load) run one every few seconds and never reach the period: there this costs a
 // PerformanceObserver entry per GC and a check every CHECK_MS.
 //
-// The collection is HeapProfiler.collectGarbage (util/profile.ts), as /debug/gc: one full,
-// compacting GC of this thread only, ~10 ms for a heap of this service's size.
+// The collection is HeapProfiler.collectGarbage (util/profile.ts), as /debug/gc: a full,
+// compacting GC of this thread only; its pause grows with the live heap (12–22 MiB per thread here).
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { collectGarbage } from './profile.js';
 
@@ -50,8 +50,7 @@ export class GcPeriod {
     this.collect = o.collect ?? collectGarbage;
     this.lastFullAt = this.now();
     // No test of how much the heap grew: the entry does not say what survived, and a heap read
-    // when it arrives may still hold the garbage. A full GC of an idle thread every 2 minutes
-    // costs a few ms; Go's rule has no such test either.
+    // when it arrives may still hold the garbage. Go's rule has no such test either.
     this.observer = new PerformanceObserver((list) => {
       for (const e of list.getEntries()) if (gcKind(e) === constants.NODE_PERFORMANCE_GC_MAJOR) this.sawFull();
     });
@@ -72,15 +71,13 @@ export class GcPeriod {
     try {
       await this.collect();
       this.started++;
-      // The observer will say so too; set it now so no check in between collects again.
-      this.lastFullAt = this.now();
       return true;
     } catch {
-      // An inspector that cannot connect (another tool holds it in a way that refuses): V8's own
-      // heuristics still apply; try again next period.
-      this.lastFullAt = this.now();
+      // The inspector session refused: V8's own heuristics still apply; try again next period.
       return false;
     } finally {
+      // Done or failed, the period starts again now (the observer's entry for it comes later).
+      this.lastFullAt = this.now();
       this.collecting = false;
     }
   }

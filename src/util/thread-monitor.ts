@@ -25,7 +25,7 @@ export interface ThreadSample {
    * clock, and /proc names every thread "node".
    */
   busySeconds: number;
-  /** Full GCs of this thread since it started, by trigger (util/gc-period.ts). */
+  /** Full GCs of this thread, all and those the period rule started (util/gc-period.ts). */
   fullGcs: GcCounts;
 }
 
