@@ -712,7 +712,8 @@ t.test('allocator: how the service is started, what it reports, the check and th
   const dir = t.testdir({ 'libjemalloc.so.2': '' });
   const lib = join(dir, 'libjemalloc.so.2');
   t.same(allocatorEnv('system'), { allocator: 'system', env: { LC3_PUSHER_ALLOCATOR: 'system' } });
-  t.same(allocatorEnv('jemalloc', { LC3_PUSHER_JEMALLOC: lib }), { allocator: 'jemalloc', env: { LD_PRELOAD: lib, LC3_PUSHER_ALLOCATOR: 'jemalloc' } });
+  t.same(allocatorEnv('jemalloc', { LC3_PUSHER_JEMALLOC: lib }), { allocator: 'jemalloc', env: { LD_PRELOAD: lib, MALLOC_CONF: 'background_thread:true', LC3_PUSHER_ALLOCATOR: 'jemalloc' } });
+  t.equal(allocatorEnv('jemalloc', { LC3_PUSHER_JEMALLOC: lib, MALLOC_CONF: 'prof:true' }).env.MALLOC_CONF, 'background_thread:true,prof:true', "the caller's settings after the launcher's");
   t.same(allocatorEnv(undefined, { LC3_PUSHER_JEMALLOC: lib }).allocator, 'jemalloc', 'default: jemalloc when installed');
   t.same(allocatorEnv(undefined, { LC3_PUSHER_JEMALLOC: join(dir, 'none.so') }), { allocator: 'system', env: { LC3_PUSHER_ALLOCATOR: 'system' } }, 'default without it: glibc');
   t.throws(() => allocatorEnv('jemalloc', { LC3_PUSHER_JEMALLOC: join(dir, 'none.so') }), /allocator jemalloc: libjemalloc\.so\.2 not found \(apt-get install -y libjemalloc2\)/);

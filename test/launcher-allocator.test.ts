@@ -6,7 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import { chmodSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { jemallocPath } from '../src/util/allocator.js';
+import { JEMALLOC_DEFAULT_CONF, jemallocConf, jemallocPath } from '../src/util/allocator.js';
 
 const launcher = fileURLToPath(new URL('../bin/lc3-pusher', import.meta.url));
 const cjs = fileURLToPath(new URL('../bin/lc3-pusher.cjs', import.meta.url));
@@ -17,7 +17,7 @@ writeFileSync(
   fakeNode,
   `#!/bin/sh
 trap 'echo "fake node: SIGTERM" >&2; exit 0' TERM
-printf '{"preload":"%s","pid":%s,"args":"%s"}\\n' "\${LD_PRELOAD-<unset>}" "$$" "$*"
+printf '{"preload":"%s","conf":"%s","pid":%s,"args":"%s"}\\n' "\${LD_PRELOAD-<unset>}" "\${MALLOC_CONF-<unset>}" "$$" "$*"
 [ -n "\${FAKE_WAIT-}" ] && { while :; do sleep 0.05; done; }
 exit "\${FAKE_EXIT:-0}"
 `,
@@ -35,14 +35,14 @@ interface Run {
 function run(env: Record<string, string>, args: string[] = ['serve'], cmd = launcher): Promise<Run> {
   return new Promise((resolve) => {
     const base = { ...process.env };
-    for (const k of ['LD_PRELOAD', 'LC3_PUSHER_ALLOCATOR', 'LC3_PUSHER_JEMALLOC']) delete base[k];
+    for (const k of ['LD_PRELOAD', 'LC3_PUSHER_ALLOCATOR', 'LC3_PUSHER_JEMALLOC', 'MALLOC_CONF']) delete base[k];
     const child = execFile(cmd, args, { env: { ...base, PATH: `${join(dir, 'fakebin')}:${process.env.PATH}`, ...env }, timeout: 20_000 }, (err, stdout, stderr) =>
       // The stand-in library is not loadable: the loader says so for every program the stand-in runs.
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr: stderr.replace(/^ERROR: ld\.so: .*\n/gm, ''), pid: child.pid! }),
     );
   });
 }
-const parsed = (r: Run) => JSON.parse(r.stdout) as { preload: string; pid: number; args: string };
+const parsed = (r: Run) => JSON.parse(r.stdout) as { preload: string; conf: string; pid: number; args: string };
 
 t.test('default: jemalloc preloaded when installed, then exec node on bin/lc3-pusher.cjs with the arguments', async (t) => {
   const r = await run({ LC3_PUSHER_JEMALLOC: fakeLib }, ['serve', 'a b', 'c']);
@@ -50,6 +50,7 @@ t.test('default: jemalloc preloaded when installed, then exec node on bin/lc3-pu
   t.equal(r.stderr, '', 'nothing on stderr');
   const out = parsed(r);
   t.equal(out.preload, fakeLib);
+  t.equal(out.conf, JEMALLOC_DEFAULT_CONF, "jemalloc's background threads on");
   t.equal(out.args, `${cjs} serve a b c`);
   t.equal(out.pid, r.pid, 'exec: node runs as the PID the caller started');
 });
@@ -66,6 +67,17 @@ t.test('the search agrees with jemallocPath() (what the chaos harness preloads)'
 t.test('an existing LD_PRELOAD is kept, a second jemalloc is not added', async (t) => {
   const r = await run({ LC3_PUSHER_JEMALLOC: fakeLib, LD_PRELOAD: `/other/libfoo.so:/old/libjemalloc.so.2` });
   t.equal(parsed(r).preload, `${fakeLib}:/other/libfoo.so`);
+});
+
+t.test("the caller's MALLOC_CONF comes after the launcher's, so it can turn background threads off", async (t) => {
+  const r = await run({ LC3_PUSHER_JEMALLOC: fakeLib, MALLOC_CONF: 'background_thread:false,narenas:2' });
+  t.equal(parsed(r).conf, 'background_thread:true,background_thread:false,narenas:2');
+  t.equal(jemallocConf('background_thread:false,narenas:2'), parsed(r).conf, 'jemallocConf() (what the chaos harness sets) agrees');
+  t.equal(jemallocConf(undefined), JEMALLOC_DEFAULT_CONF);
+  t.equal(jemallocConf(''), JEMALLOC_DEFAULT_CONF, 'an empty MALLOC_CONF is no setting');
+  t.equal(parsed(await run({ LC3_PUSHER_JEMALLOC: fakeLib, MALLOC_CONF: '' })).conf, JEMALLOC_DEFAULT_CONF, 'the launcher agrees on an empty one');
+  t.equal(parsed(await run({ LC3_PUSHER_ALLOCATOR: 'system', MALLOC_CONF: 'narenas:2' })).conf, 'narenas:2', 'glibc: MALLOC_CONF left as it was');
+  t.equal(parsed(await run({ LC3_PUSHER_ALLOCATOR: 'system' })).conf, '<unset>');
 });
 
 t.test('LC3_PUSHER_ALLOCATOR=system keeps glibc and strips an inherited jemalloc', async (t) => {

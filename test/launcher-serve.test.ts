@@ -4,7 +4,7 @@
 // stdout/stderr pass through untouched.
 import t, { type Test } from 'tap';
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { jemallocPath } from '../src/util/allocator.js';
 
@@ -34,17 +34,26 @@ async function serve(t: Test, over: Record<string, string>) {
   const port = listening.port;
   const maps = readFileSync(`/proc/${child.pid}/maps`, 'utf8');
   const comm = readFileSync(`/proc/${child.pid}/comm`, 'utf8').trim();
+  // The names of its threads: jemalloc names its background threads jemalloc_bg_thd.
+  const threads = readdirSync(`/proc/${child.pid}/task`).flatMap((id) => {
+    try {
+      return [readFileSync(`/proc/${child.pid}/task/${id}/comm`, 'utf8').trim()];
+    } catch {
+      return []; // ended between the listing and the read
+    }
+  });
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
   const info = metrics.split('\n').find((l) => l.startsWith('pusher_build_info{'));
   child.kill('SIGTERM');
   const code = await exited;
-  return { listening, maps, comm, info, code, out, err };
+  return { listening, maps, comm, threads, info, code, out, err };
 }
 
 t.test('default start: jemalloc in the very process that was started; SIGTERM drains, exit 0', { skip: jemalloc ? false : 'libjemalloc2 is not installed' }, async (t) => {
   const r = await serve(t, {});
   t.equal(r.comm, 'node', 'the PID the caller holds is node (exec), not a shell');
   t.ok(r.maps.includes('libjemalloc.so'), 'libjemalloc is mapped into it');
+  t.ok(r.threads.includes('jemalloc_bg_thd'), `jemalloc's background threads run (threads: ${[...new Set(r.threads)].join(', ')})`);
   t.equal(r.listening.allocator, 'jemalloc', 'the listening line says jemalloc');
   t.equal(r.listening.threadpool, 16, 'bin/lc3-pusher.cjs still sizes the thread pool');
   t.match(r.info, /allocator="jemalloc"/, 'pusher_build_info says jemalloc');
@@ -58,6 +67,7 @@ t.test('default start: jemalloc in the very process that was started; SIGTERM dr
 t.test('LC3_PUSHER_ALLOCATOR=system: glibc malloc', async (t) => {
   const r = await serve(t, { LC3_PUSHER_ALLOCATOR: 'system' });
   t.notOk(r.maps.includes('libjemalloc'), 'no jemalloc mapped');
+  t.notOk(r.threads.includes('jemalloc_bg_thd'), 'no jemalloc threads');
   t.equal(r.listening.allocator, 'system');
   t.match(r.info, /allocator="system"/);
   t.equal(r.code, 0);

@@ -45,6 +45,19 @@ export function jemallocPath(env: NodeJS.ProcessEnv = process.env): string | und
 }
 
 /**
+ * jemalloc settings bin/lc3-pusher puts in front of the caller's MALLOC_CONF (later entries win, so
+ * the caller can still turn them off). Background threads purge freed pages after dirty_decay_ms
+ * (10 s) whether or not the arena's own thread allocates again; without them a quiet thread keeps
+ * its freed memory, and after the clients leave every thread is quiet (the launcher says more).
+ */
+export const JEMALLOC_DEFAULT_CONF = 'background_thread:true';
+
+/** MALLOC_CONF as bin/lc3-pusher sets it on jemalloc: its defaults, then the caller's own. */
+export function jemallocConf(callers: string | undefined): string {
+  return callers ? `${JEMALLOC_DEFAULT_CONF},${callers}` : JEMALLOC_DEFAULT_CONF;
+}
+
+/**
  * The environment that puts a `node` process on `choice` the way bin/lc3-pusher does, for tools
  * that start node themselves (the chaos harness passes node flags, so it cannot go through the
  * launcher). Unset choice: what the launcher does by default, jemalloc when installed. Asking for
@@ -54,7 +67,7 @@ export function allocatorEnv(choice: Allocator | undefined, env: NodeJS.ProcessE
   if (choice !== undefined && choice !== 'jemalloc' && choice !== 'system') throw new Error(`allocator "${String(choice)}": expected jemalloc or system`);
   if (choice === 'system') return { allocator: 'system', env: { LC3_PUSHER_ALLOCATOR: 'system' } };
   const lib = jemallocPath(env);
-  if (lib) return { allocator: 'jemalloc', env: { LD_PRELOAD: lib, LC3_PUSHER_ALLOCATOR: 'jemalloc' } };
+  if (lib) return { allocator: 'jemalloc', env: { LD_PRELOAD: lib, MALLOC_CONF: jemallocConf(env.MALLOC_CONF), LC3_PUSHER_ALLOCATOR: 'jemalloc' } };
   if (choice === 'jemalloc') throw new Error('allocator jemalloc: libjemalloc.so.2 not found (apt-get install -y libjemalloc2)');
   return { allocator: 'system', env: { LC3_PUSHER_ALLOCATOR: 'system' } };
 }
