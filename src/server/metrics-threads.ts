@@ -35,7 +35,7 @@ export function addThreadMetrics(m: Metrics, threads: ThreadDirectory): void {
   const fullGcs = new Counter({ name: 'pusher_full_gcs_total', help: 'Full (mark-compact) GCs of each thread, any cause', labelNames: ['thread'], registers: [r] });
   const periodGcs = new Counter({
     name: 'pusher_full_gcs_periodic_total',
-    help: 'Collections started in a thread that had gone 2 minutes without a full GC (src/util/gc-period.ts)',
+    help: 'Collections started in a thread that had gone 30 s without a full GC (src/util/gc-period.ts)',
     labelNames: ['thread'],
     registers: [r],
   });
