@@ -1,4 +1,4 @@
-// The full-GC period rule (src/util/gc-period.ts): the decision with a fake clock and heap, then
+// The full-GC period rule (src/util/gc-period.ts): the decision with a fake clock, then
 // the real thing: a real full GC of this thread, seen by the real PerformanceObserver.
 import t from 'tap';
 import { getHeapStatistics } from 'node:v8';
