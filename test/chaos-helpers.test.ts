@@ -25,6 +25,7 @@ import {
   type PhaseSpan,
   type Sample,
 } from '../scripts/lib/chaos.js';
+import { chunkSecondsOf } from '../scripts/lib/chaos-kept-up.js';
 import { topFunctions } from '../scripts/lib/cpuprofile.js';
 import type { LoadStats } from '../scripts/lib/loadgen.js';
 import { parseProcStat, parseProcStatus, readProcCpu, readProcStatus, readThreadsCpu } from '../scripts/lib/proc.js';
@@ -318,7 +319,8 @@ function run(): { samples: Sample[]; phases: PhaseSpan[] } {
   const samples: Sample[] = [];
   for (let i = 0; i < 3; i++) samples.push(sample(i, 'idle', 80));
   for (let i = 3; i < 9; i++) samples.push(sample(i, 'warmup', 80 + (i - 3) * 4));
-  for (let i = 9; i < 69; i++) samples.push(sample(i, 'load', 100 + (i - 9) / 60, { paused: i === 20 ? 3 : 0 }));
+  // A service that keeps up: the oldest open chunk saw-tooths below CHUNK_SECONDS (60) plus its seal.
+  for (let i = 9; i < 69; i++) samples.push(sample(i, 'load', 100 + (i - 9) / 60, { paused: i === 20 ? 3 : 0, oldestOpenS: 40 + (i % 30), sealBacklog: i % 4 }));
   samples.push(sample(69, 'cooldown', 101, { sessions: 2 }));
   for (let i = 70; i < 75; i++) samples.push(sample(i, 'cooldown', 101));
   return {
@@ -468,6 +470,7 @@ t.test('checks of a healthy run pass', async (t) => {
     [
       ['rss-slope', true],
       ['rss-after-cooldown', true],
+      ['kept-up', true],
       ['leftovers', true],
       ['frames-received', true],
       ['audio-received', true],
@@ -477,10 +480,11 @@ t.test('checks of a healthy run pass', async (t) => {
       ['service-healthy', true],
     ],
   );
-  t.equal(checks[5]!.skipped, true);
-  t.match(checks[5]!.detail, /skipped: no spool/);
   t.equal(checks[6]!.skipped, true);
-  t.match(checks[2]!.detail, /zero 1\.0 s after the load ended/);
+  t.match(checks[6]!.detail, /skipped: no spool/);
+  t.equal(checks[7]!.skipped, true);
+  t.match(checks[3]!.detail, /zero 1\.0 s after the load ended/);
+  t.match(checks[2]!.detail, /kept up with sealing: oldest open chunk 69 s at most \(CHUNK_SECONDS 60; bound 120 s\), seal backlog 0 at the load's end/);
 });
 
 t.test('each check flags its failure', async (t) => {
@@ -505,6 +509,12 @@ t.test('each check flags its failure', async (t) => {
   fail({ figures: { ...o.figures, slopeMbPerMin: 0, liveSlopeMbPerMin: 4, liveSlopeStdErr: 0.1, liveSlopePoints: 5 } }, 'rss-slope', /live RSS slope .* 4\.00 ± 0\.20/);
   fail({ figures: { ...o.figures, growthAfterCooldown: 31 * MiB } }, 'rss-after-cooldown', /\+31\.0 MB; bound \+30 MB/);
   fail({ figures: { ...o.figures, growthAfterCooldown: NaN } }, 'rss-after-cooldown', /NaN/);
+  // A saturated machine: the shards fell behind sealing, so the memory figures measure a backlog.
+  fail({ figures: { ...o.figures, maxOldestOpenS: 205, sealBacklogAtEnd: 3512 }, load: loadStats({ loopDelayP99Ms: 1885.3 }) }, 'kept-up', /fell behind the load .*oldest open chunk 205 s at most \(CHUNK_SECONDS 60; bound 120 s\), seal backlog 3512 .* loop p99 1885 ms/);
+  fail({ figures: { ...o.figures, maxOldestOpenS: 61 }, chunkSeconds: 30 }, 'kept-up', /CHUNK_SECONDS 30; bound 60 s/);
+  const noMetric = evaluate({ ...o, figures: { ...o.figures, maxOldestOpenS: NaN } }, bounds).find((c) => c.name === 'kept-up')!;
+  t.ok(noMetric.ok && noMetric.skipped, 'a build without the metric: skipped');
+  t.same([chunkSecondsOf(undefined), chunkSecondsOf({ CHUNK_SECONDS: '10' }), chunkSecondsOf({ CHUNK_SECONDS: 'x' })], [60, 10, 60], 'CHUNK_SECONDS from the env, else 60');
   fail({ figures: { ...o.figures, final: { ...o.figures.final, decoders: 40, tasks: 3 } } }, 'leftovers', /tasks=3, decoders=40/);
   fail({ framesReceived: 5999 }, 'frames-received', /sent 6000, received 5999/);
   fail({ framesReceived: 6001 }, 'frames-received', /received 6001/);

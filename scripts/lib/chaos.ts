@@ -7,6 +7,7 @@
 // and an SVG chart.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { chunkSecondsOf, keptUpCheck } from './chaos-kept-up.js';
 import { renderSvg, type ChartPhase } from './chart.js';
 import { LoadGen, type Churn, type ClientGroup, type LoadStats } from './loadgen.js';
 import { spawnLoadgen } from './loadgen-child.js';
@@ -154,6 +155,9 @@ export interface Figures {
   queueDrops: number;
   /** Plateau and final RSS were taken after forced full GCs (the service has /debug/gc). */
   forcedGc: boolean;
+  /** The oldest open chunk's age over the load, s, and the seal backlog at its end (chaos-kept-up.ts). */
+  maxOldestOpenS: number;
+  sealBacklogAtEnd: number;
 }
 
 function inPhase(samples: readonly Sample[], phase: Phase): Sample[] {
@@ -233,6 +237,8 @@ export function summarize(samples: readonly Sample[], phases: readonly PhaseSpan
     maxPaused: Math.max(0, ...samples.map((x) => x.paused).filter(Number.isFinite)),
     forcedGc: gcWarm.length > 0 && gcCool.length > 0,
     queueDrops: num(last?.queueDrops),
+    maxOldestOpenS: maxOf(loadAll.map((x) => x.oldestOpenS)),
+    sealBacklogAtEnd: num(loadAll.at(-1)?.sealBacklog),
   };
 }
 
@@ -276,6 +282,8 @@ export interface Outcome {
   crashed: boolean;
   exit: number | string;
   store: StoreResult;
+  /** The service's CHUNK_SECONDS (default 60): the kept-up check's yardstick. */
+  chunkSeconds?: number;
   /** The malloc the service was started on, and what its pusher_build_info says (undefined: no such metric). */
   allocator?: { requested: Allocator; reported: string | undefined };
 }
@@ -303,6 +311,7 @@ export function evaluate(o: Outcome, b: Bounds): Check[] {
     ok: Number.isFinite(f.growthAfterCooldown) && f.growthAfterCooldown <= b.cooldownGrowthMb * MiB,
     detail: `RSS after cooldown ${mb(f.finalRss)} vs warm-up plateau ${mb(f.warmupPlateauRss)}: ${f.growthAfterCooldown >= 0 ? '+' : ''}${mb(f.growthAfterCooldown)}; bound +${b.cooldownGrowthMb} MB`,
   });
+  checks.push(keptUpCheck({ ...f, generatorLoopP99Ms: l.loopDelayP99Ms }, o.chunkSeconds ?? chunkSecondsOf(undefined)));
   const left = Object.entries(f.final).filter(([, v]) => v !== 0);
   checks.push({
     name: 'leftovers',
@@ -733,6 +742,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     crashed,
     exit,
     store,
+    chunkSeconds: chunkSecondsOf(opts.env),
     allocator: { requested: alloc.allocator, reported },
   };
   const checks = evaluate(outcome, opts.bounds);
@@ -759,7 +769,7 @@ export function describe(r: ChaosReport): string[] {
   const f = r.figures;
   const l = r.load;
   const lines = [
-    `== ${r.name}: ${r.passed ? 'PASS' : 'FAIL'}${f.forcedGc ? '' : ' (no forced GC in this build: plateau and final RSS include uncollected garbage)'}`,
+    `== ${r.name}: ${r.passed ? 'PASS' : 'FAIL'}${f.forcedGc ? '' : ' (no forced GC: plateau and final RSS include uncollected garbage)'}`,
     `RSS: idle ${fmtBytes(f.baselineRss)}, warm-up plateau ${fmtBytes(f.warmupPlateauRss)}, peak ${fmtBytes(f.peakRss)}, after cooldown ${fmtBytes(f.finalRss)} (${f.growthAfterCooldown >= 0 ? '+' : ''}${fmtBytes(f.growthAfterCooldown)} vs plateau, ${f.growthVsBaseline >= 0 ? '+' : ''}${fmtBytes(f.growthVsBaseline)} vs idle)`,
     `slope over load: RSS ${f.slopeMbPerMin.toFixed(2)} ± ${(2 * f.slopeStdErr).toFixed(2)} MB/min (r² ${f.slopeR2.toFixed(2)}), after forced GCs ${f.liveSlopePoints >= 3 ? `${f.liveSlopeMbPerMin.toFixed(2)} ± ${(2 * f.liveSlopeStdErr).toFixed(2)} MB/min (${f.liveSlopePoints} points)` : 'n/a'}, main heap ${f.mainHeapSlopeMbPerMin.toFixed(2)} MB/min, shard heaps ${f.shardHeapSlopeMbPerMin.toFixed(2)} MB/min; RSS anon ${f.rssAnonSlopeMbPerMin.toFixed(2)}, shmem ${f.rssShmemSlopeMbPerMin.toFixed(2)}, main external ${f.mainExternalSlopeMbPerMin.toFixed(2)} MB/min, V8 heaps committed ${f.heapsCommittedSlopeMbPerMin.toFixed(2)} MB/min`,
     `load: ${l.clients} clients, ${l.connects} connects (${l.reconnects} reconnects), ${l.closes} closes, ${l.kills} kills; ${l.messages} messages, ${l.lc3Frames} LC3 frames, ${fmtBytes(l.audioBytes)} audio; ${l.replies} replies, ${l.acks.messages} acks; late ${l.lateMessages}, generator loop p99 ${l.loopDelayP99Ms.toFixed(1)} ms`,
