@@ -4,6 +4,7 @@
 // 2-core machine: the oldest open chunk 205 s old, 4,600 open chunks, RSS +40 MB/min, 0 frames
 // lost). A chunk is open for CHUNK_SECONDS and then waits for its seal, so on a machine that
 // keeps up the oldest open chunk stays near CHUNK_SECONDS; this check allows twice that.
+import { defaultOf } from '../../src/config/settings.js';
 import type { Check } from './chaos.js';
 
 export interface KeptUpFigures {
@@ -15,10 +16,10 @@ export interface KeptUpFigures {
   generatorLoopP99Ms: number;
 }
 
-/** The service's CHUNK_SECONDS from the environment it was started with (the setting's default: 60). */
+/** The service's CHUNK_SECONDS from the environment it was started with, else the setting's default. */
 export function chunkSecondsOf(env: Readonly<Record<string, string>> | undefined): number {
   const v = Number(env?.CHUNK_SECONDS);
-  return Number.isFinite(v) && v > 0 ? v : 60;
+  return Number.isFinite(v) && v > 0 ? v : Number(defaultOf('CHUNK_SECONDS'));
 }
 
 export function keptUpCheck(f: KeptUpFigures, chunkSeconds: number): Check {
