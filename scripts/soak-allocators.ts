@@ -63,6 +63,7 @@ export function soakRow(run: SoakRun, r: Pick<ChaosReport, 'figures' | 'checks' 
   const name = run.allocator === 'jemalloc' ? 'jemalloc (default)' : 'glibc malloc (LC3_PUSHER_ALLOCATOR=system)';
   const reported = r.allocator?.reported;
   const cool = r.checks.find((c) => c.name === 'rss-after-cooldown');
+  const kept = r.checks.find((c) => c.name === 'kept-up');
   const lost = framesLost(r);
   return [
     `${name}${run.repeat > 1 ? ` #${run.repeat}` : ''}, forced GCs ${run.forcedGc ? 'on' : 'off'}${reported && reported !== run.allocator ? ` (service reports ${reported}!)` : ''}`,
@@ -71,10 +72,12 @@ export function soakRow(run: SoakRun, r: Pick<ChaosReport, 'figures' | 'checks' 
     f.liveSlopePoints >= 3 ? `${pm(f.liveSlopeMbPerMin, f.liveSlopeStdErr)} (${f.liveSlopePoints} points)` : 'n/a',
     `${signed(f.growthAfterCooldown)}${cool ? ` (${cool.ok ? 'PASS' : 'FAIL'})` : ''}`,
     lost ? `${lost.lost} (${lost.stored.toLocaleString('en-US')} stored)` : 'not checked',
+    // A run that fell behind the load says nothing about the allocator (scripts/lib/chaos-kept-up.ts).
+    !kept || kept.skipped ? 'n/a' : `${kept.ok ? 'yes' : 'NO'}: oldest open chunk ${r.figures.maxOldestOpenS.toFixed(0)} s`,
   ];
 }
 
-export const SOAK_HEADER = ['run', 'load', 'raw RSS slope', 'live slope (after forced GCs)', 'RSS after cooldown vs plateau', 'frames lost'];
+export const SOAK_HEADER = ['run', 'load', 'raw RSS slope', 'live slope (after forced GCs)', 'RSS after cooldown vs plateau', 'frames lost', 'kept up'];
 
 export function markdownTable(rows: readonly (readonly string[])[]): string {
   const line = (r: readonly string[]) => `| ${r.join(' | ')} |`;

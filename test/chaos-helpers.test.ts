@@ -146,6 +146,7 @@ t.test('metrics parsing and queries', async (t) => {
 t.test('scrape over HTTP', async (t) => {
   let status = 200;
   const srv = createServer((_req, res) => {
+    if (status === 0) return; // never answers
     res.writeHead(status);
     res.end('x_total 5\n');
   });
@@ -155,6 +156,9 @@ t.test('scrape over HTTP', async (t) => {
   t.same(await scrape(base), [{ name: 'x_total', labels: {}, value: 5 }]);
   status = 500;
   await t.rejects(scrape(base), /HTTP 500/);
+  status = 0;
+  await t.rejects(scrape(base, 100), { message: `GET ${base}/metrics: no answer within 100 ms` }, 'a timeout says what it waited for');
+  srv.closeAllConnections();
 });
 
 t.test('SVG chart', async (t) => {
@@ -780,11 +784,15 @@ t.test('soak-allocators: plan, frames lost, table rows', async (t) => {
   t.equal(row[3], 'n/a', 'no live samples in this run');
   t.match(row[4], /^[+−]\d+\.\d MB \(PASS\)$/);
   t.equal(row[5], '8 (140 stored)');
+  t.match(row[6], /^yes: oldest open chunk \d+ s$/, 'the kept-up check, with the oldest open chunk');
+  const behind = { ...report, checks: [{ name: 'kept-up', ok: false, detail: '' }], figures: { ...report.figures, maxOldestOpenS: 205 } };
+  t.equal(soakRow({ allocator: 'jemalloc', forcedGc: false, repeat: 1 }, behind as unknown as Parameters<typeof soakRow>[1])[6], 'NO: oldest open chunk 205 s');
+  t.equal(soakRow({ allocator: 'jemalloc', forcedGc: false, repeat: 1 }, { ...report, checks: [] } as unknown as Parameters<typeof soakRow>[1])[6], 'n/a');
   const odd = soakRow({ allocator: 'system', forcedGc: false, repeat: 1 }, { ...report, allocator: { requested: 'system', reported: 'jemalloc' } } as unknown as Parameters<typeof soakRow>[1]);
   t.equal(odd[0], 'glibc malloc (LC3_PUSHER_ALLOCATOR=system), forced GCs off (service reports jemalloc!)');
   t.equal(soakRow({ allocator: 'system', forcedGc: false, repeat: 1 }, { ...report, store: o.store } as unknown as Parameters<typeof soakRow>[1])[5], 'not checked');
   const md = markdownTable([row]).split('\n');
-  t.equal(md[0], '| run | load | raw RSS slope | live slope (after forced GCs) | RSS after cooldown vs plateau | frames lost |');
-  t.equal(md[1], '| --- | --- | --- | --- | --- | --- |');
+  t.equal(md[0], '| run | load | raw RSS slope | live slope (after forced GCs) | RSS after cooldown vs plateau | frames lost | kept up |');
+  t.equal(md[1], '| --- | --- | --- | --- | --- | --- | --- |');
   t.equal(md[2], `| ${row.join(' | ')} |`);
 });

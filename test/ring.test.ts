@@ -101,3 +101,43 @@ t.test('waiting producers are told when their slot drains; reset and doorbell', 
   t.notOk(isPowerOfTwo(1000));
   t.throws(() => new Arena({ slots: 1, ringBytes: 1000 }), /power of two/);
 });
+
+t.test('a drain budget stops between slots; the rest stay queued, first in line, and nothing is lost', (t) => {
+  const arena = new Arena({ slots: 4, ringBytes: 1024 });
+  const p = new RingProducer(arena);
+  const c = new RingConsumer(arena);
+  const sent = [0, 0, 0, 0];
+  const put = (slot: number, n: number) => {
+    for (let i = 0; i < n; i++, sent[slot]!++) t.ok(p.write(slot, Code.FRAMES, slot * 100 + sent[slot]!, new Uint8Array([slot, i]), 0, 2));
+  };
+  put(0, 3);
+  put(1, 2);
+  put(2, 1);
+  const drainOnce = (budgetMs: number, slow = 0) => {
+    const got: number[] = [];
+    c.drainReady(
+      (slot, _code, arrival) => {
+        const until = performance.now() + slow;
+        while (performance.now() < until); // a record that takes `slow` ms (decoding, say)
+        got.push(arrival);
+      },
+      () => {},
+      budgetMs,
+    );
+    return got;
+  };
+  t.same(drainOnce(0), [0, 1, 2], 'budget 0: one slot (all of its records) per call, never none');
+  put(0, 1); // slot 0 queues again, behind 1 and 2
+  t.same(drainOnce(0), [100, 101], 'then the slot that waited longest');
+  t.same(drainOnce(0), [200]);
+  t.same(drainOnce(0), [3], 'the re-queued slot last');
+  t.same(drainOnce(0), [], 'nothing left');
+  t.ok(!c.hasReady());
+
+  for (let s = 0; s < 4; s++) put(s, 1);
+  const first = drainOnce(15, 10);
+  t.ok(first.length >= 2 && first.length < 4, `10 ms records, 15 ms budget: stops after the slot that ends past it (drained ${first.length})`);
+  t.same([...first, ...drainOnce(Infinity)], [4, 102, 201, 300], 'the rest in the next drain, in order');
+  t.equal(arena.totalUsed(), 0);
+  t.end();
+});

@@ -112,7 +112,10 @@ export function quantileBetween(before: [number, number][], after: [number, numb
 
 /** GET /metrics and parse it. */
 export async function scrape(baseUrl: string, timeoutMs = 5000): Promise<PromSample[]> {
-  const res = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
+  const res = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(timeoutMs) }).catch((err: Error) => {
+    // AbortSignal.timeout's own message ("The operation was aborted due to timeout") names no wait.
+    throw err.name === 'TimeoutError' ? new Error(`GET ${baseUrl}/metrics: no answer within ${timeoutMs} ms`) : err;
+  });
   if (!res.ok) throw new Error(`GET ${baseUrl}/metrics: HTTP ${res.status}`);
   return parseMetrics(await res.text());
 }
