@@ -280,23 +280,16 @@ export class RingConsumer {
   }
 
   /**
-   * Drains the slots in the ready queue (only slots with data: no scan of all slots), in the
-   * order they became ready. `onWaiting(slot)` is called for slots whose producer asked to be
-   * told about free space. Returns the number of records handled.
-   *
-   * With `budgetMs`, it stops after the first slot that ends past the budget: the slots not yet
-   * drained stay at the head of the queue, first in line for the next call. A consumer that has
-   * fallen behind (every ring full: hundreds of thousands of records) would otherwise hold its
-   * thread for seconds, and its event loop (commit timers, webhook replies, /metrics) with it.
+   * Drains every slot in the ready queue (only slots with data: no scan of all slots).
+   * `onWaiting(slot)` is called for slots whose producer asked to be told about free space.
+   * Returns the number of records handled.
    */
-  drainReady(handle: RecordHandler, onWaiting: (slot: number) => void, budgetMs = Infinity): number {
+  drainReady(handle: RecordHandler, onWaiting: (slot: number) => void): number {
     const a = this.a;
     let n = 0;
     let head = Atomics.load(a.ctrl, READY_HEAD) >>> 0;
     const tail = Atomics.load(a.ctrl, READY_TAIL) >>> 0;
-    const deadline = budgetMs === Infinity ? Infinity : performance.now() + budgetMs;
     while (head !== tail) {
-      if (n > 0 && deadline !== Infinity && performance.now() >= deadline) break;
       const slot = a.ready[head % a.slots]!;
       head = (head + 1) >>> 0;
       Atomics.store(a.ctrl, READY_HEAD, head | 0);

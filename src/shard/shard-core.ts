@@ -11,13 +11,6 @@ import { Arena, Code, PART, RingConsumer } from './ring.js';
 
 /** How long the drain loop waits for more records before it sleeps on the doorbell (see loop()). */
 export const LINGER_MS = 1;
-/**
- * Longest one drain holds the shard's thread before the loop yields to its event loop (commit
- * timers, webhook replies, /metrics, session closes). A shard that has fallen behind finds every
- * ring full: 800 sessions × 341 one-frame records, ~3 s of decoding in one unbounded drain, and
- * /metrics (which asks each shard) then timed out at 5 s.
- */
-export const DRAIN_BUDGET_MS = 10;
 
 export interface ShardOptions {
   shard: number;
@@ -169,9 +162,9 @@ export class ShardCore {
     }
   }
 
-  /** Drains the slots queued now (with a budget, for about that long: the rest stay queued); returns records handled. */
-  drain(budgetMs = Infinity): number {
-    return this.consumer.drainReady(this.onRecord, this.onWaiting, budgetMs);
+  /** Drains everything queued now; returns records handled. */
+  drain(): number {
+    return this.consumer.drainReady(this.onRecord, this.onWaiting);
   }
 
   /** The drain loop: wakes on the doorbell, drains only slots with data, yields to the event loop. */
@@ -206,7 +199,7 @@ export class ShardCore {
         await new Promise((r) => setTimeout(r, 10));
         continue;
       }
-      this.drain(DRAIN_BUDGET_MS);
+      this.drain();
       if (this.faults.drainDelayMs > 0) await new Promise((r) => setTimeout(r, this.faults.drainDelayMs));
       else await new Promise((r) => setImmediate(r));
     }
