@@ -8,6 +8,7 @@ import { WebSocket } from 'ws';
 import { parseWav } from '../../src/formats/wav.js';
 import { parseSegment } from '../../src/spool/journal.js';
 import { startService, type ChildService } from './service.js';
+import { fetchWithin } from './wait.js';
 
 /** Undefined when tmpfs can be mounted here, else the reason it cannot. */
 export function canMount(): string | undefined {
@@ -123,7 +124,7 @@ export function tornSegments(spoolDir: string): string[] {
 }
 
 export async function readyz(svc: ChildService): Promise<{ status: number; reason?: string }> {
-  const r = await fetch(`${svc.baseUrl}/readyz`, { signal: AbortSignal.timeout(5000) });
+  const r = await fetchWithin(`${svc.baseUrl}/readyz`, 5000);
   const body = (await r.json().catch(() => ({}))) as { reason?: string };
   return body.reason ? { status: r.status, reason: body.reason } : { status: r.status };
 }

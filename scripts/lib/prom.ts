@@ -1,5 +1,6 @@
 // Prometheus text exposition (what /metrics serves), parsed into samples, and the queries the
 // harness needs: sums over a label, per-label values, and histogram quantiles from bucket deltas.
+import { fetchWithin } from './wait.js';
 
 export interface PromSample {
   name: string;
@@ -112,10 +113,7 @@ export function quantileBetween(before: [number, number][], after: [number, numb
 
 /** GET /metrics and parse it. */
 export async function scrape(baseUrl: string, timeoutMs = 5000): Promise<PromSample[]> {
-  const res = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(timeoutMs) }).catch((err: Error) => {
-    // AbortSignal.timeout's own message ("The operation was aborted due to timeout") names no wait.
-    throw err.name === 'TimeoutError' ? new Error(`GET ${baseUrl}/metrics: no answer within ${timeoutMs} ms`) : err;
-  });
+  const res = await fetchWithin(`${baseUrl}/metrics`, timeoutMs);
   if (!res.ok) throw new Error(`GET ${baseUrl}/metrics: HTTP ${res.status}`);
   return parseMetrics(await res.text());
 }

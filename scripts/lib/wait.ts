@@ -25,6 +25,20 @@ export async function until(fn: () => Promise<boolean> | boolean, ms: number, wh
   }
 }
 
+/**
+ * fetch() that gives up after `ms` (the request is aborted, not only abandoned). Its timeout says
+ * what it fetched: AbortSignal.timeout's own error ("The operation was aborted due to timeout")
+ * names no wait.
+ */
+export async function fetchWithin(url: string, ms: number, init: RequestInit = {}): Promise<Response> {
+  try {
+    return await fetch(url, { ...init, signal: AbortSignal.timeout(ms) });
+  } catch (err) {
+    if ((err as Error).name === 'TimeoutError') throw new Error(`${init.method ?? 'GET'} ${url}: no answer within ${ms} ms`);
+    throw err;
+  }
+}
+
 function fmtS(ms: number): string {
   return ms >= 10_000 ? (ms / 1000).toFixed(0) : (ms / 1000).toFixed(1);
 }
