@@ -23,9 +23,9 @@ export function chunkSecondsOf(env: Readonly<Record<string, string>> | undefined
 }
 
 export function keptUpCheck(f: KeptUpFigures, chunkSeconds: number): Check {
+  if (!Number.isFinite(f.maxOldestOpenS)) return { name: 'kept-up', ok: true, skipped: true, detail: 'skipped: this build has no pusher_spool_oldest_open_chunk_seconds' };
   const bound = 2 * chunkSeconds;
   const seen = `oldest open chunk ${f.maxOldestOpenS.toFixed(0)} s at most (CHUNK_SECONDS ${chunkSeconds}; bound ${bound} s), seal backlog ${f.sealBacklogAtEnd} at the load's end, load generator loop p99 ${f.generatorLoopP99Ms.toFixed(0)} ms`;
-  if (!Number.isFinite(f.maxOldestOpenS)) return { name: 'kept-up', ok: true, skipped: true, detail: 'skipped: this build has no pusher_spool_oldest_open_chunk_seconds' };
   return f.maxOldestOpenS <= bound
     ? { name: 'kept-up', ok: true, detail: `the shards kept up with sealing: ${seen}` }
     : {
