@@ -677,15 +677,21 @@ t.test('client groups on the command line', async (t) => {
 t.test('slow sink: answers late, echoes the conversation, counts requests', async (t) => {
   const sink = await startSink([50, 50]);
   const t0 = Date.now();
-  const res = await fetch(`${sink.url}/process-conversation?x=1`, { method: 'POST', body: JSON.stringify({ conversation_id: 'c1' }) });
+  const json = { 'content-type': 'application/json' };
+  const res = await fetch(`${sink.url}/process-conversation?x=1`, { method: 'POST', headers: json, body: JSON.stringify({ conversation_id: 'c1' }) });
   t.ok(Date.now() - t0 >= 45, 'delayed');
   t.same(await res.json(), { ok: true, conversation_id: 'c1' });
-  const raw = await fetch(`${sink.url}/audio-bytes`, { method: 'POST', body: new Uint8Array([1, 2, 3]) });
-  t.same(await raw.json(), { ok: true, conversation_id: null }, 'not JSON: nothing to echo');
-  const plain = await fetch(`${sink.url}/transcript`, { method: 'POST', body: JSON.stringify({ segments: [] }) });
+  const raw = await fetch(`${sink.url}/audio-bytes`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array([1, 2, 3]) });
+  t.same(await raw.json(), { ok: true, conversation_id: null }, 'audio: nothing to echo');
+  // Audio bodies are counted, never parsed: even one that happens to be JSON echoes nothing.
+  const audioJson = await fetch(`${sink.url}/audio-bytes`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: JSON.stringify({ conversation_id: 'c2' }) });
+  t.same(await audioJson.json(), { ok: true, conversation_id: null }, 'octet-stream is not parsed');
+  const bad = await fetch(`${sink.url}/process-conversation`, { method: 'POST', headers: json, body: '{not json' });
+  t.same(await bad.json(), { ok: true, conversation_id: null }, 'invalid JSON: nothing to echo');
+  const plain = await fetch(`${sink.url}/transcript`, { method: 'POST', headers: json, body: JSON.stringify({ segments: [] }) });
   t.same(await plain.json(), { ok: true, conversation_id: null });
-  t.same(sink.requests, { '/process-conversation': 1, '/audio-bytes': 1, '/transcript': 1 });
-  t.ok(sink.bytes > 20);
+  t.same(sink.requests, { '/process-conversation': 2, '/audio-bytes': 2, '/transcript': 1 });
+  t.equal(sink.bytes, JSON.stringify({ conversation_id: 'c1' }).length + 3 + JSON.stringify({ conversation_id: 'c2' }).length + 9 + JSON.stringify({ segments: [] }).length, 'every body byte counted');
   void fetch(`${sink.url}/slow`).catch(() => {}); // pending when the sink closes
   await new Promise((r) => setTimeout(r, 20));
   await sink.close();
