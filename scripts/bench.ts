@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   const m = ingest?.memory;
   if (m) {
     rows.push(['RSS per idle session (KiB)', fmt(m.bytesPerSession / 1024, 1), `${m.sessions} idle lc3_fs1030 sessions, service RSS delta`]);
-    rows.push(['sessions per GiB', fmt(2 ** 30 / m.bytesPerSession), '2^30 / RSS per idle session']);
+    rows.push(['sessions per GiB', m.bytesPerSession > 0 ? fmt(2 ** 30 / m.bytesPerSession) : '–', m.bytesPerSession > 0 ? '2^30 / RSS per idle session' : 'none: the RSS delta was not above zero (too few sessions for the noise)']);
   }
   const s = ingest?.streams;
   if (s) {

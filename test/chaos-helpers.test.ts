@@ -35,6 +35,7 @@ import { nextStreams } from '../scripts/lib/steps.js';
 import { addCounts, auditStore, compareAudio, countFiles } from '../scripts/lib/store-audit.js';
 import { createServer } from 'node:http';
 import { sinkConfig, startSink } from '../scripts/lib/sink.js';
+import { startupCollected, steadyRss, type ChildService } from '../scripts/lib/service.js';
 import { allocatorEnv, jemallocPath } from '../src/util/allocator.js';
 import { framesLost, markdownTable, soakPlan, soakRow } from '../scripts/soak-allocators.js';
 
@@ -801,4 +802,32 @@ t.test('soak-allocators: plan, frames lost, table rows', async (t) => {
   t.equal(md[0], '| run | load | raw RSS slope | live slope (after forced GCs) | RSS after cooldown vs plateau | frames lost | kept up |');
   t.equal(md[1], '| --- | --- | --- | --- | --- | --- | --- |');
   t.equal(md[2], `| ${row.join(' | ')} |`);
+});
+
+t.test('RSS baselines: start-up garbage collected, RSS holding still', async (t) => {
+  // A stand-in for the child service: only the two readings these waits use.
+  const fake = (rss: () => number | undefined, gcs: () => Record<string, number>) =>
+    ({
+      pid: 1,
+      rss,
+      scrape: async () => Object.entries(gcs()).map(([thread, value]) => ({ name: 'pusher_full_gcs_total', labels: { thread }, value })),
+    }) as unknown as ChildService;
+
+  // Every thread must collect after the call; one that already had its GC before it still waits.
+  let calls = 0;
+  const counts = () => (++calls < 3 ? { main: 0, 'shard-0': 1 } : calls < 5 ? { main: 1, 'shard-0': 1 } : { main: 1, 'shard-0': 2 });
+  await startupCollected(fake(() => 0, counts), 5000);
+  t.ok(calls >= 5, 'resolved only once shard-0 (already at 1 when called) collected again');
+  await t.rejects(startupCollected(fake(() => 0, () => ({ main: 3, uploader: 1 })), 600), /full GC in every thread.*still waiting for main, uploader/, 'times out naming the threads it waited for');
+  await t.rejects(startupCollected(fake(() => 0, () => ({})), 600), /no pusher_full_gcs_total/, 'a service without the metric is an error, not a pass');
+
+  // Falling RSS (jemalloc handing pages back) is not a baseline; a flat stretch is, as its median.
+  const xs = [200, 180, 160, 140, 120, 100, 100.2, 100.1, 100.4, 100.3, 100.2].map((m) => m * MiB);
+  let i = 0;
+  const rss = await steadyRss(fake(() => xs[Math.min(i++, xs.length - 1)], () => ({})), { windowMs: 1000, timeoutMs: 10_000 });
+  t.ok(Math.abs(rss - 100.15 * MiB) < 1, `the median of the first window of four samples within 1 MiB (100, 100.2, 100.1, 100.4): ${rss / MiB}`);
+  t.equal(i, 9, 'not before the fall had ended, and as soon as the window held');
+  let up = 0;
+  await t.rejects(steadyRss(fake(() => (up += 2 * MiB), () => ({})), { windowMs: 500, timeoutMs: 800 }), /RSS to hold within 1\.0 MiB for 0\.5 s/, 'RSS that keeps moving times out, saying what it waited for');
+  await t.rejects(steadyRss(fake(() => undefined, () => ({})), { timeoutMs: 800 }), /exited while its RSS was being sampled/, 'a service that has gone is an error');
 });

@@ -15,8 +15,7 @@ import { spawnLoadgen, type LoadgenChild } from './loadgen-child.js';
 import { topFunctions, type CpuProfile, type HotFunction } from './cpuprofile.js';
 import { histogramBuckets, metricBy, metricMax, metricSum, quantileBetween, type PromSample } from './prom.js';
 import { readProcCpu, readThreadsCpu } from './proc.js';
-import { startService, type ChildService } from './service.js';
-import { median } from './stats.js';
+import { startService, startupCollected, steadyRss, type ChildService } from './service.js';
 import { nextStreams } from './steps.js';
 import { startSink, type Sink } from './sink.js';
 import { sleep, until } from './wait.js';
@@ -44,9 +43,8 @@ export interface IngestBenchOptions {
   pcmSeconds: number;
   /** The checkout whose build is measured (default: this one), e.g. a worktree of an earlier commit. */
   root?: string;
-  /** Warm-up before a measured window, and the pauses that let RSS settle (ms). */
+  /** Warm-up before a measured window (ms). */
   warmupMs: number;
-  settleMs: number;
   /** Deadline for every generator client to connect (ms); the blast's connects are spread over rampS. */
   connectTimeoutMs: number;
   rampS: number;
@@ -71,7 +69,6 @@ export function defaultIngestOptions(quick: boolean, log: (line: string) => void
     pcm: false,
     pcmSeconds: 5,
     warmupMs: 2000,
-    settleMs: 2000,
     connectTimeoutMs: 60_000,
     rampS: 1,
     log,
@@ -90,7 +87,6 @@ export function smokeIngestOptions(log: (line: string) => void = () => {}): Inge
     maxSteps: 1,
     profile: false,
     warmupMs: 500,
-    settleMs: 300,
     connectTimeoutMs: 20_000,
     rampS: 0.2,
     pcmSeconds: 1, // the window is 2 s: the webhook must POST within it
@@ -215,36 +211,30 @@ export interface MemoryResult {
   shardHeapPerSession: number;
 }
 
-async function settledRss(svc: ChildService, o: IngestBenchOptions): Promise<number> {
-  const xs: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    xs.push(svc.rss() ?? NaN);
-    await sleep(Math.min(250, o.settleMs / 5));
-  }
-  return median(xs);
-}
-
 export async function idleMemory(o: IngestBenchOptions): Promise<MemoryResult> {
   const n = o.idleSessions;
   o.log(`memory: RSS of the service before and with ${n} idle device sessions`);
   const svc = await startService({ env: { SHARDS: String(o.shards), SLOTS_PER_SHARD: String(Math.ceil(n / o.shards) + 256) }, settings: settings(o) });
   let gen: LoadgenChild | undefined;
   try {
-    await sleep(o.settleMs);
-    const before = await settledRss(svc, o);
+    o.log('  waiting for the start-up garbage to be collected (a full GC in every thread)');
+    await startupCollected(svc);
+    o.log('  collected; waiting for RSS to hold within 1 MiB for 3 s');
+    const before = await steadyRss(svc);
+    o.log(`  before: ${(before / 2 ** 20).toFixed(1)} MiB`);
     const m0 = await svc.scrape();
     const g = (gen = spawnLoadgen(['--port', String(svc.port), '--workload', `idle:${n}`, '--seconds', '300', '--ramp', String(Math.max(o.rampS, n / 1000))]));
     await g.waitConnected(o.connectTimeoutMs);
     let open = 0;
     await g.during(until(async () => (open = sum(await svc.scrape(), 'pusher_sessions_active')) >= n, 30000, `${n} idle sessions open in the service`, { last: () => `${open} open` }));
-    await g.during(sleep(1.5 * o.settleMs));
-    const withSessions = await settledRss(svc, o);
+    o.log(`  ${n} sessions open; waiting for RSS to hold within 1 MiB for 3 s`);
+    const withSessions = await g.during(steadyRss(svc));
+    o.log(`  with them: ${(withSessions / 2 ** 20).toFixed(1)} MiB`);
     const m1 = await svc.scrape();
     await g.stop();
     gen = undefined;
     await until(async () => (open = sum(await svc.scrape(), 'pusher_sessions_active')) === 0, 30000, 'every idle session to close after the generator stopped', { last: () => `${open} open` });
-    await sleep(o.settleMs);
-    const after = await settledRss(svc, o);
+    const after = await steadyRss(svc);
     return {
       sessions: n,
       rssBefore: before,

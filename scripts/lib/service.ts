@@ -8,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readProcCpu, readProcStatus, type ProcStatus } from './proc.js';
-import { scrape, type PromSample } from './prom.js';
-import { within } from './wait.js';
+import { metricBy, scrape, type PromSample } from './prom.js';
+import { median } from './stats.js';
+import { until, within } from './wait.js';
 
 /** The repository root (holds bin/lc3-pusher.cjs), from the source tree or from dist/. */
 export function repoRoot(from = fileURLToPath(import.meta.url)): string {
@@ -170,4 +171,56 @@ export async function startService(opts: ServiceOptions = {}): Promise<ChildServ
       }
     },
   };
+}
+
+/**
+ * Waits until every thread of the service (main, each shard, the uploader) has run a full GC since
+ * this call. Why: V8's memory reducer runs each thread's first full GC some 7-8 s after start, and
+ * it frees 40-50 MiB of start-up garbage (module loading, the wasm compile) at once. An RSS baseline
+ * taken before it is that much too high, and a per-session delta across it can come out negative
+ * (100 idle sessions: -47.5 KiB each, in CI). No GC is forced: the figures stay raw RSS. The period
+ * rule (src/util/gc-period.ts: a full GC in any thread 30 s without one) bounds the wait.
+ */
+export async function startupCollected(svc: ChildService, timeoutMs = 45_000): Promise<void> {
+  const at = metricBy(await svc.scrape(), 'pusher_full_gcs_total', 'thread');
+  let waiting = Object.keys(at);
+  if (waiting.length === 0) throw new Error('the service reports no pusher_full_gcs_total: cannot tell when its start-up garbage is collected');
+  await until(
+    async () => {
+      const now = metricBy(await svc.scrape(), 'pusher_full_gcs_total', 'thread');
+      waiting = waiting.filter((thread) => !((now[thread] ?? 0) > at[thread]!));
+      return waiting.length === 0;
+    },
+    timeoutMs,
+    "a full GC in every thread after the service's start (V8's memory reducer, or the 30 s period rule)",
+    { everyMs: 250, last: () => `still waiting for ${waiting.join(', ')}` },
+  );
+}
+
+/**
+ * The service's RSS once it holds still: sampled every 250 ms until the samples of the last
+ * `windowMs` span at most `toleranceBytes`; resolves with their median. After a full GC jemalloc
+ * hands the freed pages back over its dirty_decay_ms (10 s), so one sample taken then is still on
+ * its way down. (A window that also demanded no full GC for 11 s took 40 s and more to open: the
+ * period rule runs one in each idle thread every 30 s.)
+ */
+export async function steadyRss(svc: ChildService, o: { windowMs?: number; toleranceBytes?: number; timeoutMs?: number } = {}): Promise<number> {
+  const everyMs = 250;
+  const n = Math.max(2, Math.round((o.windowMs ?? 3000) / everyMs));
+  const tolerance = o.toleranceBytes ?? 2 ** 20;
+  const xs: number[] = [];
+  const span = () => Math.max(...xs) - Math.min(...xs);
+  await until(
+    () => {
+      const rss = svc.rss();
+      if (rss === undefined) throw new Error(`the service (pid ${svc.pid}) exited while its RSS was being sampled`);
+      xs.push(rss);
+      if (xs.length > n) xs.shift();
+      return xs.length === n && span() <= tolerance;
+    },
+    o.timeoutMs ?? 30_000,
+    `the service's RSS to hold within ${(tolerance / 2 ** 20).toFixed(1)} MiB for ${((n * everyMs) / 1000).toFixed(1)} s`,
+    { everyMs, last: () => `${(span() / 2 ** 20).toFixed(1)} MiB over the last ${xs.length} samples` },
+  );
+  return median(xs);
 }
